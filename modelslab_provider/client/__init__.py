@@ -1,0 +1,84 @@
+"""Plain-Python ModelsLab client (no Airflow import): pure core, policies, sync and async transports.
+
+The transports are imported lazily so that importing this package never pulls in an HTTP library.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from modelslab_provider.client.core import (
+    API_VERSIONS,
+    ENDPOINTS,
+    V6,
+    V7,
+    ApiRequest,
+    Balance,
+    ClientSettings,
+    Status,
+    VideoResult,
+    normalise,
+    normalise_request_id,
+    parse_response,
+    resolve_endpoint,
+)
+from modelslab_provider.client.errors import (
+    ModelsLabAuthError,
+    ModelsLabConfigError,
+    ModelsLabCreditsError,
+    ModelsLabError,
+    ModelsLabJobFailedError,
+    ModelsLabNotFoundError,
+    ModelsLabRateLimitError,
+    ModelsLabRequestError,
+    ModelsLabTimeoutError,
+    ModelsLabTransientError,
+)
+from modelslab_provider.client.policy import PollPolicy, RetryPolicy, WaitTracker
+
+if TYPE_CHECKING:
+    from modelslab_provider.client.aio import AsyncModelsLabClient
+    from modelslab_provider.client.sync import ModelsLabClient
+
+__all__ = [
+    "API_VERSIONS",
+    "ENDPOINTS",
+    "V6",
+    "V7",
+    "ApiRequest",
+    "AsyncModelsLabClient",
+    "Balance",
+    "ClientSettings",
+    "ModelsLabAuthError",
+    "ModelsLabClient",
+    "ModelsLabConfigError",
+    "ModelsLabCreditsError",
+    "ModelsLabError",
+    "ModelsLabJobFailedError",
+    "ModelsLabNotFoundError",
+    "ModelsLabRateLimitError",
+    "ModelsLabRequestError",
+    "ModelsLabTimeoutError",
+    "ModelsLabTransientError",
+    "PollPolicy",
+    "RetryPolicy",
+    "Status",
+    "VideoResult",
+    "WaitTracker",
+    "normalise",
+    "normalise_request_id",
+    "parse_response",
+    "resolve_endpoint",
+]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "ModelsLabClient":
+        from modelslab_provider.client.sync import ModelsLabClient
+
+        return ModelsLabClient
+    if name == "AsyncModelsLabClient":
+        from modelslab_provider.client.aio import AsyncModelsLabClient
+
+        return AsyncModelsLabClient
+    raise AttributeError(name)

@@ -1,0 +1,144 @@
+"""Async ModelsLab client on ``aiohttp``, for the triggerer. I/O only: decisions live in the core.
+
+One ``aiohttp.ClientSession`` (and so one keep-alive connection pool) is shared by every client
+on the same event loop: thousands of waiting triggers reuse a few sockets instead of opening one
+per poll.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import weakref
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from modelslab_provider.client import core
+from modelslab_provider.client.core import ApiRequest, Balance, ClientSettings, VideoResult
+from modelslab_provider.client.errors import ModelsLabError, ModelsLabTransientError
+from modelslab_provider.client.policy import RetryPolicy
+from modelslab_provider.client.sync import USER_AGENT, describe_exception
+
+if TYPE_CHECKING:
+    import aiohttp
+
+log = logging.getLogger(__name__)
+
+#: connections kept open per event loop; more concurrent polls queue for a free one
+POOL_SIZE = 64
+
+_sessions: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, aiohttp.ClientSession] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def shared_session() -> aiohttp.ClientSession:
+    """The pooled session of the running event loop, created on first use."""
+    import aiohttp
+
+    loop = asyncio.get_running_loop()
+    session = _sessions.get(loop)
+    if session is None or session.closed:
+        session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=POOL_SIZE, keepalive_timeout=60, ttl_dns_cache=300),
+            headers={"User-Agent": USER_AGENT, "Accept": "application/json"},
+            skip_auto_headers=("Accept-Encoding",),
+        )
+        _sessions[loop] = session
+    return session
+
+
+async def close_shared_session() -> None:
+    """Close the running loop's pooled session (tests and benchmarks call this at the end)."""
+    session = _sessions.pop(asyncio.get_running_loop(), None)
+    if session is not None and not session.closed:
+        await session.close()
+
+
+class AsyncModelsLabClient:
+    """Async twin of :class:`~modelslab_provider.client.sync.ModelsLabClient`."""
+
+    def __init__(
+        self,
+        settings: ClientSettings,
+        *,
+        retry: RetryPolicy | None = None,
+        session: aiohttp.ClientSession | None = None,
+        jitter: Callable[[], float] = random.random,
+    ) -> None:
+        self.settings = settings
+        self.retry = retry or RetryPolicy(max_attempts=settings.max_retries)
+        self._session = session
+        self._jitter = jitter
+
+    def __repr__(self) -> str:
+        return f"AsyncModelsLabClient(base_url={self.settings.base_url!r})"
+
+    async def submit(self, endpoint: str, payload: Mapping[str, Any]) -> VideoResult:
+        return core.normalise_response(*await self._send(core.build_submit(self.settings, endpoint, payload)))
+
+    async def fetch(
+        self, request_id: Any, api_version: str = core.V6, fetch_url: str | None = None
+    ) -> VideoResult:
+        request = core.build_fetch(self.settings, request_id, api_version, fetch_url)
+        return core.normalise_response(*await self._send(request))
+
+    async def wallet_balance(self) -> Balance:
+        data, _ = await self._send(core.build_wallet_balance(self.settings))
+        return core.parse_balance(data)
+
+    async def _send(self, request: ApiRequest) -> tuple[dict[str, Any], int]:
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                return await self._send_once(request)
+            except ModelsLabError as exc:
+                delay = self.retry.delay(attempt, exc, idempotent=request.idempotent, jitter=self._jitter())
+                if delay is None:
+                    raise
+                log.warning(
+                    "ModelsLab call to %s failed (%s); retry %d of %d in %.1f s",
+                    core.redact_url(request.url),
+                    exc,
+                    attempt,
+                    self.retry.max_attempts - 1,
+                    delay,
+                )
+                await asyncio.sleep(delay)
+
+    async def _send_once(self, request: ApiRequest) -> tuple[dict[str, Any], int]:
+        import aiohttp
+
+        session = self._session or shared_session()
+        timeout = aiohttp.ClientTimeout(total=self.settings.timeout, connect=min(10.0, self.settings.timeout))
+        try:
+            async with session.request(
+                request.method,
+                request.url,
+                data=request.encoded_body(),
+                headers={"Content-Type": "application/json"},
+                timeout=timeout,
+                allow_redirects=False,
+            ) as response:
+                body = await response.read()
+                status, retry_after = response.status, response.headers.get("Retry-After")
+        except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
+            raise ModelsLabTransientError(
+                f"Could not connect to ModelsLab: {describe_exception(exc)}"
+            ) from exc
+        except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
+            raise ModelsLabTransientError(
+                f"ModelsLab did not answer within {self.settings.timeout:g} s", ambiguous=True
+            ) from exc
+        except (aiohttp.ClientError, OSError) as exc:
+            raise ModelsLabTransientError(
+                f"Connection to ModelsLab failed: {describe_exception(exc)}", ambiguous=True
+            ) from exc
+        if 300 <= status < 400:
+            raise ModelsLabError(
+                f"ModelsLab redirected {core.redact_url(request.url)} (HTTP {status}); "
+                "check the connection's Base URL. The key is not sent to redirect targets."
+            )
+        return core.decode_response(status, body, retry_after_header=retry_after), status

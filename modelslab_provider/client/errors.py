@@ -1,0 +1,71 @@
+"""Typed errors of the ModelsLab client. None of them ever carries the API key."""
+
+from __future__ import annotations
+
+
+class ModelsLabError(Exception):
+    """Base class of every error the provider raises about ModelsLab."""
+
+    #: a retry of the same call may succeed
+    retryable = False
+
+
+class ModelsLabConfigError(ModelsLabError, ValueError):
+    """The connection or an argument is wrong; the message says what to fix."""
+
+
+class ModelsLabAuthError(ModelsLabError):
+    """The API key was missing or refused."""
+
+
+class ModelsLabRequestError(ModelsLabError):
+    """ModelsLab refused the request itself (validation, model not found, plan limits)."""
+
+
+class ModelsLabCreditsError(ModelsLabRequestError):
+    """The account has no credits left."""
+
+
+class ModelsLabNotFoundError(ModelsLabError):
+    """The request id is unknown to ModelsLab or has expired."""
+
+
+class ModelsLabTransientError(ModelsLabError):
+    """A failure that says nothing about the job: 5xx, HTML or empty body, timeout, reset.
+
+    ``ambiguous`` is true when the request may have reached ModelsLab before it failed (a read
+    timeout, a dropped connection, an unreadable 200). Polling may repeat such calls freely; a
+    paid submission must not, or the video could be paid for twice.
+    """
+
+    retryable = True
+
+    def __init__(self, message: str, *, ambiguous: bool = False, status_code: int | None = None) -> None:
+        super().__init__(message)
+        self.ambiguous = ambiguous
+        self.status_code = status_code
+
+
+class ModelsLabRateLimitError(ModelsLabTransientError):
+    """ModelsLab asked us to slow down (HTTP 429, ``retry_after`` or "try again in N seconds")."""
+
+    def __init__(self, message: str, *, retry_after: float | None = None, status_code: int | None = None):
+        super().__init__(message, ambiguous=False, status_code=status_code)
+        self.retry_after = retry_after
+
+
+class ModelsLabJobFailedError(ModelsLabError):
+    """The video job ended in a terminal failure state; the message is the API's own."""
+
+    def __init__(self, message: str, *, request_id: str | None = None, status: str = "failed") -> None:
+        super().__init__(message)
+        self.request_id = request_id
+        self.status = status
+
+
+class ModelsLabTimeoutError(ModelsLabError):
+    """The video was not ready before the deadline."""
+
+    def __init__(self, message: str, *, request_id: str | None = None) -> None:
+        super().__init__(message)
+        self.request_id = request_id

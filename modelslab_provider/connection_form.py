@@ -1,0 +1,35 @@
+"""The ``modelslab`` connection form, declared once.
+
+``get_provider_info`` publishes it as ``conn-fields`` / ``ui-field-behaviour`` (read by the
+Airflow 3.2+ UI without importing the hook) and the hook's legacy classmethods (read by 3.1)
+derive their widgets from the same dicts. No Airflow import here: provider discovery stays cheap.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from modelslab_provider.client.core import DEFAULT_BASE_URL, DEFAULT_TIMEOUT
+
+CONN_FIELDS: dict[str, dict[str, Any]] = {
+    "timeout": {
+        "label": "Request timeout (seconds)",
+        "description": "How long one HTTP call to ModelsLab may take before it is retried.",
+        "schema": {"type": ["number", "null"], "minimum": 1, "maximum": 600, "default": DEFAULT_TIMEOUT},
+    },
+    "max_retries": {
+        "label": "Attempts per call",
+        "description": "How many times a call is tried on a transient failure (5xx, timeout, rate limit).",
+        "schema": {"type": ["integer", "null"], "minimum": 1, "maximum": 10, "default": 4},
+    },
+}
+UI_FIELD_BEHAVIOUR: dict[str, Any] = {
+    "hidden_fields": ["schema", "login", "port", "extra"],
+    "relabeling": {"password": "API Key", "host": "Base URL"},
+    "placeholders": {
+        "host": DEFAULT_BASE_URL,
+        "password": "your ModelsLab API key",
+        "timeout": str(int(DEFAULT_TIMEOUT)),
+        "max_retries": "4",
+    },
+}

@@ -1,0 +1,195 @@
+"""ModelsLabHook: turns an Airflow connection into ModelsLab client settings.
+
+The hook only adapts the connection (key in the password, base URL in the host, options in the
+extra); requests, retries and response handling live in :mod:`modelslab_provider.client`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+from airflow.providers.common.compat.sdk import BaseHook
+
+from modelslab_provider.client.core import (
+    DEFAULT_TIMEOUT,
+    V6,
+    Balance,
+    ClientSettings,
+    VideoResult,
+    normalise_base_url,
+)
+from modelslab_provider.client.errors import ModelsLabAuthError, ModelsLabConfigError, ModelsLabError
+from modelslab_provider.connection_form import CONN_FIELDS, UI_FIELD_BEHAVIOUR
+
+if TYPE_CHECKING:
+    from airflow.sdk import Connection
+
+    from modelslab_provider.client.aio import AsyncModelsLabClient
+    from modelslab_provider.client.sync import ModelsLabClient
+
+
+def settings_from_connection(conn: Connection, extra: Mapping[str, Any]) -> ClientSettings:
+    """Build client settings from a connection, with errors that name the connection and field."""
+    conn_id = getattr(conn, "conn_id", None) or "?"
+    key = conn.password or extra.get("api_key")
+    if not key or not str(key).strip():
+        raise ModelsLabConfigError(
+            f"Connection {conn_id!r} has no API key: put your ModelsLab API key in its password "
+            "field (labelled 'API Key' in the UI)."
+        )
+    host = (conn.host or "").strip()
+    try:
+        if host and conn.port:
+            parts = urlsplit(normalise_base_url(host))
+            if parts.port is None:
+                host = f"{parts.scheme}://{parts.netloc}:{int(conn.port)}{parts.path}"
+        timeout = float(extra.get("timeout") or DEFAULT_TIMEOUT)
+        retries = int(extra.get("max_retries") or 4)
+    except ModelsLabConfigError as exc:
+        raise ModelsLabConfigError(f"Connection {conn_id!r}: {exc}") from None
+    except (TypeError, ValueError):
+        raise ModelsLabConfigError(
+            f"Connection {conn_id!r}: 'timeout' must be a number of seconds and 'max_retries' an integer."
+        ) from None
+    if not 1 <= retries <= 10:
+        raise ModelsLabConfigError(f"Connection {conn_id!r}: 'max_retries' must be between 1 and 10.")
+    try:
+        return ClientSettings(api_key=str(key).strip(), base_url=host, timeout=timeout, max_retries=retries)
+    except ModelsLabConfigError as exc:
+        raise ModelsLabConfigError(f"Connection {conn_id!r}: {exc}") from None
+
+
+class ModelsLabHook(BaseHook):
+    """Interact with the ModelsLab video API through an Airflow connection of type ``modelslab``.
+
+    :param modelslab_conn_id: the connection holding the API key (password) and optional base URL (host).
+    """
+
+    conn_name_attr = "modelslab_conn_id"
+    default_conn_name = "modelslab_default"
+    conn_type = "modelslab"
+    hook_name = "ModelsLab"
+
+    def __init__(self, modelslab_conn_id: str = default_conn_name, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        if not isinstance(modelslab_conn_id, str) or not modelslab_conn_id.strip():
+            raise ModelsLabConfigError(
+                f"modelslab_conn_id must be a connection id, got {modelslab_conn_id!r}"
+            )
+        self.modelslab_conn_id = modelslab_conn_id
+
+    # ------------------------------------------------------------------ connection form (Airflow 3.1 UI)
+
+    @classmethod
+    def get_ui_field_behaviour(cls) -> dict[str, Any]:
+        return {
+            "hidden_fields": list(UI_FIELD_BEHAVIOUR["hidden_fields"]),
+            "relabeling": dict(UI_FIELD_BEHAVIOUR["relabeling"]),
+            "placeholders": dict(UI_FIELD_BEHAVIOUR["placeholders"]),
+        }
+
+    @classmethod
+    def get_connection_form_widgets(cls) -> dict[str, Any]:
+        """Legacy form widgets, read by Airflow 3.1 (which mocks wtforms); 3.2+ reads ``conn-fields``."""
+        from flask_appbuilder.fieldwidgets import BS3TextFieldWidget
+        from wtforms import IntegerField, StringField
+        from wtforms.validators import NumberRange, Optional
+
+        timeout, retries = CONN_FIELDS["timeout"], CONN_FIELDS["max_retries"]
+        return {
+            "timeout": StringField(
+                timeout["label"],
+                widget=BS3TextFieldWidget(),
+                description=timeout["description"],
+                default=str(timeout["schema"]["default"]),
+            ),
+            "max_retries": IntegerField(
+                retries["label"],
+                widget=BS3TextFieldWidget(),
+                validators=[Optional(), NumberRange(min=1, max=10)],
+                description=retries["description"],
+                default=retries["schema"]["default"],
+            ),
+        }
+
+    # ------------------------------------------------------------------ settings and clients
+
+    def get_client_settings(self) -> ClientSettings:
+        conn = self.get_connection(self.modelslab_conn_id)
+        settings = settings_from_connection(conn, conn.extra_dejson)
+        _mask(settings.api_key)
+        return settings
+
+    async def aget_client_settings(self) -> ClientSettings:
+        """Async connection lookup, safe inside the triggerer's event loop."""
+        from airflow.providers.common.compat.connection import get_async_connection, get_async_extra_dejson
+
+        conn = await get_async_connection(self.modelslab_conn_id, hook=self)
+        settings = settings_from_connection(conn, await get_async_extra_dejson(conn))
+        await _amask(settings.api_key)
+        return settings
+
+    @cached_property
+    def client(self) -> ModelsLabClient:
+        from modelslab_provider.client.sync import ModelsLabClient
+
+        return ModelsLabClient(self.get_client_settings())
+
+    def get_conn(self) -> ModelsLabClient:
+        return self.client
+
+    async def aget_client(self) -> AsyncModelsLabClient:
+        from modelslab_provider.client.aio import AsyncModelsLabClient
+
+        return AsyncModelsLabClient(await self.aget_client_settings())
+
+    # ------------------------------------------------------------------ API
+
+    def submit(self, endpoint: str, payload: Mapping[str, Any]) -> VideoResult:
+        """Start a generation on ``endpoint`` (e.g. ``text2video`` or ``v7/text-to-video``)."""
+        return self.client.submit(endpoint, payload)
+
+    def fetch(self, request_id: Any, api_version: str = V6, fetch_url: str | None = None) -> VideoResult:
+        return self.client.fetch(request_id, api_version, fetch_url)
+
+    async def afetch(
+        self, request_id: Any, api_version: str = V6, fetch_url: str | None = None
+    ) -> VideoResult:
+        client = await self.aget_client()
+        return await client.fetch(request_id, api_version, fetch_url)
+
+    def wallet_balance(self) -> Balance:
+        return self.client.wallet_balance()
+
+    def test_connection(self) -> tuple[bool, str]:
+        """Check the key with the free wallet-balance call; never creates paid work."""
+        try:
+            balance = self.wallet_balance()
+        except ModelsLabAuthError as exc:
+            return False, f"{exc} Check the API Key of connection {self.modelslab_conn_id!r}."
+        except ModelsLabError as exc:
+            return False, str(exc)
+        except Exception as exc:  # the UI shows this text; never a traceback with internals
+            return False, f"Could not test connection {self.modelslab_conn_id!r}: {type(exc).__name__}: {exc}"
+        return True, f"Connected to ModelsLab at {self.client.settings.base_url}; wallet balance: {balance}."
+
+
+def _mask(secret: str) -> None:
+    try:
+        from airflow.providers.common.compat.sdk import mask_secret
+
+        mask_secret(secret)
+    except Exception:  # noqa: S110  (masking is best effort outside a task; the SDK already masks passwords)
+        pass
+
+
+async def _amask(secret: str) -> None:
+    try:
+        from airflow.sdk.log import amask_secret
+
+        await amask_secret(secret)
+    except Exception:  # noqa: S110  (no async masker in older SDKs; the lookup already masked it)
+        pass
