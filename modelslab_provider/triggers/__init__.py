@@ -1,0 +1,1 @@
+"""Triggers of the ModelsLab provider (run in the Airflow triggerer)."""

@@ -1,0 +1,333 @@
+"""VideoFetchTrigger: waits for a ModelsLab video in the triggerer, without holding a worker slot.
+
+One trigger serves the sensor and every generating operator. It is read-only (it only polls the
+free fetch endpoint), so running it twice after a triggerer failover is harmless. Every poll
+decision comes from :class:`~modelslab_provider.client.policy.WaitTracker`, the same one the sync
+wait loop uses. :func:`urls_from_event` is the one place where a resumed task checks the event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from airflow.providers.common.compat.sdk import AirflowException, AirflowFailException
+from airflow.triggers.base import BaseTrigger, TriggerEvent
+
+from modelslab_provider.client.core import API_VERSIONS, V6, VideoResult, normalise_request_id
+from modelslab_provider.client.errors import (
+    ModelsLabAuthError,
+    ModelsLabConfigError,
+    ModelsLabCreditsError,
+    ModelsLabError,
+    ModelsLabJobFailedError,
+    ModelsLabNotFoundError,
+    ModelsLabRequestError,
+    ModelsLabTimeoutError,
+)
+from modelslab_provider.client.policy import Action, PollPolicy, WaitTracker
+
+CLASSPATH = "modelslab_provider.triggers.video.VideoFetchTrigger"
+
+#: every status an event may carry; anything else is a version skew and fails the resumed task
+EVENT_STATUSES = frozenset({"success", "failed", "timeout", "error"})
+
+#: ``error_type`` values of error events after which a retry of the task cannot help
+FINAL_ERROR_TYPES = frozenset({"auth", "not_found", "config", "request", "credits", "api"})
+
+
+def _error_type(exc: BaseException) -> str:
+    if isinstance(exc, ModelsLabAuthError):
+        return "auth"
+    if isinstance(exc, ModelsLabNotFoundError):
+        return "not_found"
+    if isinstance(exc, ModelsLabConfigError):
+        return "config"
+    if isinstance(exc, ModelsLabCreditsError):
+        return "credits"
+    if isinstance(exc, ModelsLabRequestError):
+        return "request"
+    if isinstance(exc, ModelsLabError):
+        return "api"
+    return "unexpected"
+
+
+def error_message(exc: BaseException, conn_id: str) -> str:
+    """The text a user reads for a failed wait: the API's own message, plus what to check."""
+    if isinstance(exc, ModelsLabAuthError):
+        return f"{exc} Check the API key (password) of Airflow connection {conn_id!r}."
+    if isinstance(exc, ModelsLabNotFoundError):
+        return f"{exc} Check the request id and the api_version (v6 or v7) of the request."
+    if isinstance(exc, ModelsLabError):
+        return str(exc)
+    return f"Unexpected {type(exc).__name__} while waiting for the ModelsLab video: {exc}"
+
+
+class VideoFetchTrigger(BaseTrigger):
+    """Poll ModelsLab's fetch endpoint until the video is ready, then fire one event and return.
+
+    :param request_id: the ModelsLab request id (int or str; kept as a string).
+    :param modelslab_conn_id: the Airflow connection with the API key; looked up asynchronously.
+    :param api_version: ``v6`` or ``v7`` (video-fusion): which fetch path to poll.
+    :param fetch_url: the API's ``fetch_result`` URL; used only on the connection's own origin.
+    :param started_at: wall-clock epoch seconds when the job was submitted (default: now).
+    :param eta: the API's ETA, in seconds after ``started_at``; shapes the first polls.
+    :param deadline: wall-clock epoch seconds after which a ``timeout`` event is sent.
+    :param poll_policy: :meth:`PollPolicy.to_dict` output; defaults to ``PollPolicy()``.
+    """
+
+    def __init__(
+        self,
+        request_id: str,
+        modelslab_conn_id: str = "modelslab_default",
+        api_version: str = V6,
+        fetch_url: str | None = None,
+        started_at: float | None = None,
+        eta: float | None = None,
+        deadline: float | None = None,
+        poll_policy: dict | None = None,
+    ) -> None:
+        super().__init__()
+        if api_version not in API_VERSIONS:
+            raise ModelsLabConfigError(f"api_version must be one of {API_VERSIONS}, got {api_version!r}")
+        self.request_id = normalise_request_id(request_id)
+        self.modelslab_conn_id = modelslab_conn_id
+        self.api_version = api_version
+        self.fetch_url = fetch_url or None
+        # resolved once, so a trigger re-created after a triggerer restart keeps the same clock
+        self.started_at = float(time.time() if started_at is None else started_at)
+        self.eta = None if eta is None else float(eta)
+        self.deadline = None if deadline is None else float(deadline)
+        try:
+            self.poll_policy = PollPolicy(**(poll_policy or {}))
+        except TypeError as exc:
+            raise ModelsLabConfigError(f"poll_policy has an unknown setting: {exc}") from None
+        #: the key, once looked up in ``run()``; only used to scrub it from error messages
+        self._secret: str | None = None
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        return (
+            CLASSPATH,
+            {
+                "request_id": self.request_id,
+                "modelslab_conn_id": self.modelslab_conn_id,
+                "api_version": self.api_version,
+                "fetch_url": self.fetch_url,
+                "started_at": self.started_at,
+                "eta": self.eta,
+                "deadline": self.deadline,
+                "poll_policy": self.poll_policy.to_dict(),
+            },
+        )
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        tracker = WaitTracker(
+            request_id=self.request_id,
+            started_at=self.started_at,
+            deadline=self.deadline,
+            eta=self.eta,
+            poll=self.poll_policy,
+        )
+        try:
+            event = await self._wait(tracker)
+        except Exception as exc:  # one event, never a crashed trigger: the task reads the message
+            event = self._error_event(exc)
+        yield TriggerEvent(event)
+
+    async def _wait(self, tracker: WaitTracker) -> dict[str, Any]:
+        from modelslab_provider.hooks.modelslab import ModelsLabHook
+
+        now = time.time()
+        if tracker.timed_out(now):
+            return self._timeout_event(tracker, now)
+        client = await ModelsLabHook(modelslab_conn_id=self.modelslab_conn_id).aget_client()
+        self._secret = client.settings.api_key
+        tracker.retry = client.retry
+        delay = tracker.first_delay(time.time())
+        self.log.info(
+            "Waiting for ModelsLab request %s (%s, connection %s); ETA %s; first poll in %.1f s",
+            self.request_id,
+            self.api_version,
+            self.modelslab_conn_id,
+            _eta_text(tracker.eta),
+            delay,
+        )
+        while True:
+            if delay > 0:
+                await asyncio.sleep(delay)
+            result: VideoResult | None = None
+            try:
+                result = await self._fetch_before_deadline(client, tracker)
+                decision = tracker.on_result(result, time.time(), random.random())  # noqa: S311
+            except ModelsLabTimeoutError:
+                return self._timeout_event(tracker, time.time())
+            except ModelsLabError as exc:
+                decision = tracker.on_error(exc, time.time(), random.random())  # noqa: S311
+                if decision.action is Action.WAIT:
+                    self.log.warning(
+                        "ModelsLab request %s: poll %d failed (%s); next poll in %.1f s",
+                        self.request_id,
+                        tracker.polls + 1,
+                        exc,
+                        decision.delay,
+                    )
+            if decision.action is Action.DONE:
+                assert decision.result is not None
+                return self._success_event(tracker, decision.result)
+            if decision.action is Action.FAIL:
+                assert decision.error is not None
+                if isinstance(decision.error, ModelsLabTimeoutError):
+                    return self._timeout_event(tracker, time.time())
+                return self._failure_event(decision.error)
+            if result is not None:
+                self._log_progress(tracker, result, decision.delay)
+            delay = decision.delay
+
+    async def _fetch_before_deadline(self, client: Any, tracker: WaitTracker) -> VideoResult:
+        """One fetch (with the client's retries), cut short at the deadline."""
+        if tracker.deadline is None:
+            return await client.fetch(self.request_id, self.api_version, self.fetch_url)
+        remaining = tracker.deadline - time.time()
+        if remaining <= 0:
+            raise tracker.timeout_error(time.time())
+        try:
+            async with asyncio.timeout(remaining):
+                return await client.fetch(self.request_id, self.api_version, self.fetch_url)
+        except TimeoutError:
+            raise tracker.timeout_error(time.time()) from None
+
+    def _log_progress(self, tracker: WaitTracker, result: VideoResult, delay: float) -> None:
+        elapsed = time.time() - tracker.started_at
+        if result.unknown_status:
+            self.log.warning(
+                "ModelsLab request %s answered an unknown status %r; treating it as still running",
+                self.request_id,
+                result.raw_status,
+            )
+        if result.awaiting_links:
+            self.log.info(
+                "ModelsLab request %s: status success but no output URL yet (%d of %d polls allowed); "
+                "poll %d, %.0f s elapsed; next poll in %.1f s",
+                self.request_id,
+                tracker.empty_success_polls,
+                tracker.poll.max_empty_success_polls,
+                tracker.polls,
+                elapsed,
+                delay,
+            )
+            return
+        self.log.info(
+            "ModelsLab request %s: status %s, ETA %s, poll %d, %.0f s elapsed; next poll in %.1f s",
+            self.request_id,
+            result.raw_status,
+            _eta_text(tracker.eta, elapsed),
+            tracker.polls,
+            elapsed,
+            delay,
+        )
+
+    def _success_event(self, tracker: WaitTracker, result: VideoResult) -> dict[str, Any]:
+        elapsed = round(time.time() - tracker.started_at, 3)
+        self.log.info(
+            "ModelsLab request %s is ready after %d polls, %.0f s: %d output URL(s)",
+            self.request_id,
+            tracker.polls,
+            elapsed,
+            len(result.urls),
+        )
+        return {
+            "status": "success",
+            "request_id": self.request_id,
+            "urls": list(result.urls),
+            "details": result.details(),
+            "polls": tracker.polls,
+            "elapsed": elapsed,
+        }
+
+    def _failure_event(self, error: ModelsLabError) -> dict[str, Any]:
+        if isinstance(error, ModelsLabJobFailedError):
+            self.log.error("ModelsLab request %s failed: %s", self.request_id, error)
+            return {
+                "status": "failed",
+                "request_id": self.request_id,
+                "message": str(error),
+                "api_status": error.status,
+            }
+        return self._error_event(error)
+
+    def _error_event(self, exc: BaseException) -> dict[str, Any]:
+        message = error_message(exc, self.modelslab_conn_id)
+        if self._secret:
+            message = message.replace(self._secret, "***")
+        error_type = _error_type(exc)
+        if error_type == "unexpected":
+            self.log.error(
+                "Waiting for ModelsLab request %s failed unexpectedly", self.request_id, exc_info=exc
+            )
+        else:
+            self.log.error("Waiting for ModelsLab request %s failed: %s", self.request_id, message)
+        return {
+            "status": "error",
+            "request_id": self.request_id,
+            "message": message,
+            "error_type": error_type,
+        }
+
+    def _timeout_event(self, tracker: WaitTracker, now: float) -> dict[str, Any]:
+        message = str(tracker.timeout_error(now))
+        self.log.warning("%s", message)
+        return {"status": "timeout", "request_id": self.request_id, "message": message}
+
+
+def _eta_text(eta: float | None, elapsed: float | None = None) -> str:
+    if eta is None:
+        return "unknown"
+    if elapsed is None:
+        return f"{eta:.0f} s"
+    return f"{max(eta - elapsed, 0):.0f} s left"
+
+
+def urls_from_event(
+    event: Any,
+    *,
+    conn_id: str,
+    timeout_exception: type[BaseException] = AirflowException,
+) -> list[str]:
+    """Check a trigger event in ``execute_complete`` and return its output URLs.
+
+    Shared by the sensor and the operators. ``failed`` events and ``error`` events after which a
+    retry cannot help (bad key, unknown request, wrong settings, refused request, no credits)
+    raise :class:`AirflowFailException`; an ``unexpected`` error raises :class:`AirflowException`
+    so the task's retries apply. ``timeout`` raises ``timeout_exception``: operators keep the
+    default (a retry reconnects to the same request id, nothing is paid twice), the sensor passes
+    ``AirflowSensorTimeout`` so ``soft_fail`` works as on any sensor. A missing or unknown status
+    (e.g. a triggerer running another version of the provider) raises :class:`AirflowException`.
+    """
+    if not isinstance(event, dict):
+        raise AirflowException(f"Expected a ModelsLab trigger event (a dict), got {type(event).__name__}.")
+    status = event.get("status")
+    request_id = event.get("request_id", "?")
+    if status not in EVENT_STATUSES:
+        raise AirflowException(
+            f"ModelsLab trigger event for request {request_id} has an unknown status {status!r}; "
+            "is the triggerer running the same provider version as the workers?"
+        )
+    message = str(event.get("message") or f"no message (event status {status})")
+    if status == "success":
+        urls = event.get("urls")
+        if not isinstance(urls, list) or not urls or not all(isinstance(u, str) and u for u in urls):
+            raise AirflowFailException(
+                f"ModelsLab request {request_id} finished without output URLs in the trigger event."
+            )
+        return list(urls)
+    if status == "failed":
+        raise AirflowFailException(message)
+    if status == "timeout":
+        raise timeout_exception(message)
+    error_type = event.get("error_type")
+    if error_type in FINAL_ERROR_TYPES:
+        raise AirflowFailException(message)
+    raise AirflowException(f"{message} (connection {conn_id!r})")
