@@ -10,6 +10,8 @@ import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
+from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
 
@@ -23,6 +25,20 @@ STATE: web.AppKey[SimState] = web.AppKey("sim_state", SimState)
 VIDEO: web.AppKey[bytes] = web.AppKey("sim_video", bytes)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@dataclass
+class _Ctx:
+    """Per-request scratch space shared by the middleware and the handler (lives for one request)."""
+
+    entry: dict[str, Any] | None = None
+    body: dict[str, Any] = field(default_factory=dict)
+    key: Any = None
+    body_error: str | None = None
+    dropped: bool = False
+
+
+_CTX: ContextVar[_Ctx] = ContextVar("modelslab_simulator_request")
 
 _HTML_405 = (
     "<!DOCTYPE html>\n<html><head><title>405 Method Not Allowed</title></head>\n"
@@ -55,20 +71,20 @@ async def _send(request: web.Request, reply: Reply) -> web.StreamResponse:
     while reply.delay:
         await asyncio.sleep(reply.delay)
         reply = reply.then() if reply.then is not None else Reply(200, {})
-    entry = request.get("sim_entry")
-    if entry is not None and reply.job_id is not None:
-        entry["job_id"] = reply.job_id
+    ctx = _CTX.get()
+    if ctx.entry is not None and reply.job_id is not None:
+        ctx.entry["job_id"] = reply.job_id
     if reply.drop:
-        request["sim_dropped"] = True
+        ctx.dropped = True
         if request.transport is not None:
             request.transport.close()
         return web.Response(status=200)
     return _to_response(reply)
 
 
-def _body_or_error(request: web.Request) -> Reply | None:
-    if request.get("sim_body_error"):
-        return error_reply(request["sim_body_error"], 400)
+def _body_or_error(ctx: _Ctx) -> Reply | None:
+    if ctx.body_error:
+        return error_reply(ctx.body_error, 400)
     return None
 
 
@@ -87,7 +103,7 @@ def _parse_api_body(raw: bytes) -> tuple[dict[str, Any] | None, str | None]:
     return parsed, None
 
 
-async def _record(request: web.Request, state: SimState) -> dict[str, Any]:
+async def _record(request: web.Request, state: SimState, ctx: _Ctx) -> dict[str, Any]:
     """Log the request without its key: header and query names, key fingerprint, redacted body."""
     entry: dict[str, Any] = {
         "ts": time.time(),
@@ -106,12 +122,12 @@ async def _record(request: web.Request, state: SimState) -> dict[str, Any]:
     if request.path.startswith("/api/"):
         body, problem = _parse_api_body(await request.read())
         key = body.get("key") if body is not None else None
-        if problem:
-            request["sim_body_error"] = problem
+        if problem or body is None:
+            ctx.body_error = problem
             entry["body_error"] = problem
         else:
-            request["sim_body"] = body
-            request["sim_key"] = key
+            ctx.body = body
+            ctx.key = key
             entry["body"] = redact(body, key)
         if isinstance(key, str) and key:
             entry["key_present"] = True
@@ -124,9 +140,10 @@ async def _record(request: web.Request, state: SimState) -> dict[str, Any]:
 @web.middleware
 async def _middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     state = request.app[STATE]
-    entry = None if request.path.startswith("/_sim/") else await _record(request, state)
-    if entry is not None:
-        request["sim_entry"] = entry
+    ctx = _Ctx()
+    _CTX.set(ctx)
+    entry = None if request.path.startswith("/_sim/") else await _record(request, state, ctx)
+    ctx.entry = entry
     try:
         response = await handler(request)
     except web.HTTPMethodNotAllowed as exc:
@@ -139,7 +156,7 @@ async def _middleware(request: web.Request, handler: Handler) -> web.StreamRespo
     except web.HTTPNotFound:
         response = web.json_response({"status": "error", "message": "Not found"}, status=404)
     if entry is not None:
-        dropped = bool(request.get("sim_dropped"))
+        dropped = ctx.dropped
         entry["status"] = None if dropped else response.status
         log.info(
             "%s %s -> %s job=%s key=%s",
@@ -158,9 +175,8 @@ async def _middleware(request: web.Request, handler: Handler) -> web.StreamRespo
 def _submit_handler(version: str, endpoint: str) -> Handler:
     async def submit(request: web.Request) -> web.StreamResponse:
         state = request.app[STATE]
-        reply = _body_or_error(request) or state.submit(
-            version, endpoint, request["sim_body"], request["sim_key"], _base_url(request)
-        )
+        ctx = _CTX.get()
+        reply = _body_or_error(ctx) or state.submit(version, endpoint, ctx.body, ctx.key, _base_url(request))
         return await _send(request, reply)
 
     return submit
@@ -169,11 +185,11 @@ def _submit_handler(version: str, endpoint: str) -> Handler:
 def _fetch_handler(version: str) -> Handler:
     async def fetch(request: web.Request) -> web.StreamResponse:
         state = request.app[STATE]
+        ctx = _CTX.get()
         id_text = request.match_info["id"]
-        request["sim_entry"]["job_id"] = int(id_text) if id_text.isdigit() else id_text
-        reply = _body_or_error(request) or state.fetch(
-            version, id_text, request["sim_key"], _base_url(request)
-        )
+        if ctx.entry is not None:
+            ctx.entry["job_id"] = int(id_text) if id_text.isdigit() else id_text
+        reply = _body_or_error(ctx) or state.fetch(version, id_text, ctx.key, _base_url(request))
         return await _send(request, reply)
 
     return fetch
@@ -181,19 +197,20 @@ def _fetch_handler(version: str) -> Handler:
 
 async def _wallet(request: web.Request) -> web.StreamResponse:
     state = request.app[STATE]
-    reply = _body_or_error(request) or state.check_key(request["sim_key"], submit=False)
+    ctx = _CTX.get()
+    reply = _body_or_error(ctx) or state.check_key(ctx.key, submit=False)
     if reply is None:
-        key = request["sim_key"]
-        balance = 0.0 if "nocredit" in key else float(state.config.balance)
+        balance = 0.0 if "nocredit" in ctx.key else float(state.config.balance)
         reply = Reply(200, {"status": "success", "data": {"balance": balance, "currency": "USD"}})
     return await _send(request, reply)
 
 
 async def _request_count(request: web.Request) -> web.StreamResponse:
     state = request.app[STATE]
-    reply = _body_or_error(request) or state.check_key(request["sim_key"], submit=False)
+    ctx = _CTX.get()
+    reply = _body_or_error(ctx) or state.check_key(ctx.key, submit=False)
     if reply is None:
-        count = state.processing_count(request["sim_key"])
+        count = state.processing_count(ctx.key)
         body = {
             "status": "success",
             "processing_count": count,

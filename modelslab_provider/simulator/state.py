@@ -439,7 +439,7 @@ class SimState:
                 sc.messege,
             )
         job = self._create(version, endpoint, body, key, owner, sc)
-        if job.outcome(job.submitted_at) is not None:
+        if sc.instant and job.outcome(job.submitted_at) is not None:
             reply = self._terminal_body(job, base_url, with_meta=True)
         else:
             reply = Reply(200, self._processing_submit_body(job, base_url))
