@@ -234,7 +234,11 @@ async def _file(request: web.Request) -> web.StreamResponse:
 
 
 async def _admin_requests(request: web.Request) -> web.StreamResponse:
-    return web.json_response(request.app[STATE].requests_snapshot())
+    try:
+        since = int(request.query.get("since", "0"))
+    except ValueError:
+        return web.json_response({"status": "error", "message": "since must be an integer"}, status=400)
+    return web.json_response(request.app[STATE].requests_snapshot(since))
 
 
 async def _admin_jobs(request: web.Request) -> web.StreamResponse:

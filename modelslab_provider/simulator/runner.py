@@ -108,9 +108,12 @@ class Simulator:
 
         return asyncio.run_coroutine_threadsafe(run(), loop).result(timeout=10)
 
-    def requests(self) -> list[dict[str, Any]]:
-        """Request log: method, path, job id, key fingerprint, header names, body without key."""
-        return self._call(self.state.requests_snapshot)
+    def requests(self, since: int = 0) -> list[dict[str, Any]]:
+        """Request log: method, path, job id, key fingerprint, header names, body without key.
+
+        ``since`` returns only entries whose ``seq`` is larger (for incremental reads).
+        """
+        return self._call(lambda: self.state.requests_snapshot(since))
 
     def jobs(self) -> dict[str, Any]:
         """Jobs by id with endpoint, version, status, polls, timestamps and scenario."""

@@ -226,7 +226,7 @@ class SimConfig:
                 raise ValueError("api_key must be a string or null")
             self.api_key_digest = key_digest(value) if value else None
         else:
-            raise ValueError(f"unknown config setting: {name}")
+            raise ValueError(f"unknown config setting: {name} (settable: {', '.join(self.SETTABLE)})")
 
     def public(self) -> dict[str, Any]:
         """Config as JSON, with the expected key reduced to a flag and fingerprint."""
@@ -680,8 +680,9 @@ class SimState:
             "requests": self.seq,
         }
 
-    def requests_snapshot(self) -> list[dict[str, Any]]:
-        return copy.deepcopy(list(self.log))
+    def requests_snapshot(self, since: int = 0) -> list[dict[str, Any]]:
+        """Copy of the request log; ``since`` keeps only entries with a larger ``seq``."""
+        return copy.deepcopy([entry for entry in self.log if entry["seq"] > since])
 
 
 __all__ = [

@@ -129,10 +129,10 @@ def test_fetch_result_uses_request_host(sim: Simulator) -> None:
 
 
 def test_success_after_duration(sim: Simulator) -> None:
-    body = submit(sim, "cat [sim:duration=0.2]")
-    assert body["eta"] == 0.2
+    body = submit(sim, "cat [sim:duration=0.5]")
+    assert body["eta"] == 0.5
     assert fetch_json(sim, body["id"])["status"] == "processing"
-    time.sleep(0.25)
+    time.sleep(0.55)
     done = fetch_json(sim, body["id"])
     assert done["status"] == "success"
     assert done["id"] == body["id"]
@@ -376,30 +376,30 @@ def test_file_serving_and_head(sim: Simulator) -> None:
 
 
 def test_job_file_available_only_when_ready(sim: Simulator) -> None:
-    body = submit(sim, "[sim:duration=0.2]")
+    body = submit(sim, "[sim:duration=0.5]")
     url = body["future_links"][0]
     assert requests.get(url, timeout=5).status_code == 404
-    time.sleep(0.25)
+    time.sleep(0.55)
     done = fetch_json(sim, body["id"])
     assert requests.get(done["output"][0], timeout=5).status_code == 200
     assert requests.get(done["proxy_links"][0], timeout=5).status_code == 200
 
 
 def test_file_delay_marker_and_config(sim: Simulator) -> None:
-    body = submit(sim, "[sim:instant=1 file_delay=0.3]")
+    body = submit(sim, "[sim:instant=1 file_delay=0.5]")
     url = body["output"][0]
     assert requests.get(url, timeout=5).status_code == 404
-    time.sleep(0.35)
+    time.sleep(0.55)
     assert requests.get(url, timeout=5).status_code == 200
-    sim.configure(file_delay=0.3)
+    sim.configure(file_delay=0.5)
     url = submit(sim, "[sim:instant=1]")["output"][0]
     assert requests.get(url, timeout=5).status_code == 404
 
 
 def test_file_ttl(sim: Simulator) -> None:
-    url = submit(sim, "[sim:instant=1 file_ttl=0.2]")["output"][0]
+    url = submit(sim, "[sim:instant=1 file_ttl=0.5]")["output"][0]
     assert requests.get(url, timeout=5).status_code == 200
-    time.sleep(0.25)
+    time.sleep(0.55)
     assert requests.get(url, timeout=5).status_code == 404
 
 
@@ -614,14 +614,14 @@ def test_queue_limit_429(sim: Simulator) -> None:
 
 def test_queue_limit_200_and_release(sim: Simulator) -> None:
     sim.configure(queue_limit=1, rate_limit_style="200", retry_after=5)
-    first = submit(sim, "[sim:duration=0.2]")["id"]
+    first = submit(sim, "[sim:duration=0.5]")["id"]
     resp = post(sim, T2V, {"key": KEY, "prompt": "x"})
     assert resp.status_code == 200
     assert resp.json() == {
         "status": "error",
         "message": "You have reached the maximum of 1 queued requests, try again in 5 seconds",
     }
-    time.sleep(0.25)
+    time.sleep(0.55)
     second = submit(sim)["id"]
     assert second == first + 1
     assert sim.fail(second)
@@ -708,6 +708,9 @@ def test_request_log_entries(sim: Simulator) -> None:
     assert log[1]["job_id"] == job_id
     assert log[1]["body"] == {}
     assert isinstance(first["ts"], float)
+    assert [e["seq"] for e in sim.requests(since=first["seq"])] == [log[1]["seq"]]
+    later = requests.get(sim.url + "/_sim/requests", params={"since": log[1]["seq"]}, timeout=5).json()
+    assert later == []
 
 
 def test_key_never_exposed(
