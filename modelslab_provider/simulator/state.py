@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-from .scenario import MarkerError, Scenario, find_markers, parse_pairs, scenario_from
+from .scenario import MarkerError, Scenario, find_markers, number, scenario_from
 
 START_ID = 150000001
 
@@ -142,12 +142,17 @@ def _as_bool(value: Any) -> bool:
 
 def _non_negative(name: str, value: Any) -> float:
     if isinstance(value, str):
-        from .scenario import number
-
         value = number(value)
     if isinstance(value, bool) or not isinstance(value, int | float) or value < 0 or math.isnan(value):
         raise ValueError(f"{name} must be a non-negative number")
     return value
+
+
+_CHOICES = {
+    "rate_limit_style": ("429", "200"),
+    "auth_error_status": ("200", "401"),
+    "not_found_status": ("200", "404"),
+}
 
 
 @dataclass
@@ -196,18 +201,11 @@ class SimConfig:
             if int(limit) != limit:
                 raise ValueError("queue_limit must be an integer")
             self.queue_limit = int(limit)
-        elif name == "rate_limit_style":
-            if str(value) not in ("429", "200"):
-                raise ValueError("rate_limit_style must be 429 or 200")
-            self.rate_limit_style = str(value)
-        elif name == "auth_error_status":
-            if str(value) not in ("200", "401"):
-                raise ValueError("auth_error_status must be 200 or 401")
-            self.auth_error_status = int(value)
-        elif name == "not_found_status":
-            if str(value) not in ("200", "404"):
-                raise ValueError("not_found_status must be 200 or 404")
-            self.not_found_status = int(value)
+        elif name in _CHOICES:
+            allowed = _CHOICES[name]
+            if str(value) not in allowed:
+                raise ValueError(f"{name} must be one of {', '.join(allowed)}")
+            setattr(self, name, str(value) if name == "rate_limit_style" else int(value))
         elif name in ("duration", "file_delay", "retry_after", "balance"):
             setattr(self, name, _non_negative(name, value))
         elif name == "eta":
@@ -440,7 +438,7 @@ class SimState:
             )
         job = self._create(version, endpoint, body, key, owner, sc)
         if sc.instant and job.outcome(job.submitted_at) is not None:
-            reply = self._terminal_body(job, base_url, with_meta=True)
+            reply = self._terminal_body(job, base_url)
         else:
             reply = Reply(200, self._processing_submit_body(job, base_url))
         reply.job_id = job.id
@@ -573,9 +571,9 @@ class SimState:
                 body["eta"] = math.ceil(remaining) if isinstance(job.eta, int) else round(remaining, 2)
                 body["future_links"] = [self._urls(job, base_url)[0]]
             return Reply(200, body)
-        return self._terminal_body(job, base_url, with_meta=True)
+        return self._terminal_body(job, base_url)
 
-    def _terminal_body(self, job: Job, base_url: str, with_meta: bool) -> Reply:
+    def _terminal_body(self, job: Job, base_url: str) -> Reply:
         sc = job.scenario
         outcome = job.outcome(self.clock())
         if outcome != "success":
@@ -602,9 +600,8 @@ class SimState:
             "output": output,
             "proxy_links": proxy,
             "future_links": future,
+            "meta": job.meta,
         }
-        if with_meta:
-            body["meta"] = job.meta
         if not empty:
             job.terminal_served = True
         return Reply(200, body)
@@ -694,6 +691,5 @@ __all__ = [
     "SimConfig",
     "SimState",
     "fingerprint",
-    "parse_pairs",
     "redact",
 ]
