@@ -115,9 +115,11 @@ def run_dag_test(
     cmd = [AIRFLOW, "dags", "test", dag_id, "-f", str(dag_file)]
     if conf is not None:
         cmd += ["-c", json.dumps(conf)]
+    # ``dags test -f`` needs the file inside the DAGs folder (its bundle), so point the folder at it
+    env = {"AIRFLOW__CORE__DAGS_FOLDER": str(Path(dag_file).resolve().parent), **(env or {})}
     proc = subprocess.run(
         cmd,
-        env=airflow_env(home, sim_url, **(env or {})),
+        env=airflow_env(home, sim_url, **env),
         capture_output=True,
         text=True,
         timeout=timeout,
