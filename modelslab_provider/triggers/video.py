@@ -249,7 +249,7 @@ class VideoFetchTrigger(BaseTrigger):
 
     def _failure_event(self, error: ModelsLabError) -> dict[str, Any]:
         if isinstance(error, ModelsLabJobFailedError):
-            self.log.error("ModelsLab request %s failed: %s", self.request_id, error)
+            self.log.error("%s", error)
             return {
                 "status": "failed",
                 "request_id": self.request_id,
