@@ -1,0 +1,505 @@
+"""Copy generated videos from their short-lived output URLs to storage the user owns.
+
+ModelsLab output URLs expire (temporary outputs are deleted after 24 hours) and can 404 for a few
+seconds right after a job succeeds. :class:`ModelsLabStoreVideosOperator` streams each URL into an
+Airflow ``ObjectStoragePath`` destination (``file://``, ``s3://``, ``gs://``, ... with the storage's
+own connection) so the rest of a media pipeline works on files that stay.
+
+How a file is written so that no half file is ever visible under its final name:
+
+* local disk (``file://``): into a hidden ``.<name>.<token>.part`` file in the destination folder,
+  then ``os.replace`` onto the final name (atomic on POSIX within one file system);
+* object stores (``s3://``, ``gs://``, ...): to a hidden temporary key in the same folder, then the
+  file system's move (a server-side copy of the complete object, then a delete). Writing straight
+  to the final key is not safe everywhere: on an error, closing an fsspec file commits what was
+  written so far, and not every file system can defer or discard an upload. The price is one
+  server-side copy per file; a worker killed mid-copy can leave a ``.part`` key behind (an object
+  store lifecycle rule on the ``<prefix>/.`` prefix cleans those up).
+
+The ModelsLab API key is never involved: output URLs are public and are fetched with a plain
+``requests`` session that carries no credentials of ours.
+"""
+
+from __future__ import annotations
+
+import ast
+import mimetypes
+import os
+import posixpath
+import random
+import re
+import secrets
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, BinaryIO
+from urllib.parse import unquote, urlsplit
+
+from airflow.providers.common.compat.sdk import AirflowException, AirflowFailException, BaseOperator
+
+from modelslab_provider import __version__
+from modelslab_provider.client.core import redact_url
+from modelslab_provider.client.errors import ModelsLabRateLimitError, ModelsLabTransientError
+from modelslab_provider.client.policy import RetryPolicy
+
+if TYPE_CHECKING:
+    import requests
+    from airflow.providers.common.compat.sdk import Asset, Context, ObjectStoragePath
+
+USER_AGENT = f"airflow-provider-modelslab/{__version__} (store-videos)"
+DEFAULT_MAX_BYTES = 2 * 1024**3
+CHUNK_SIZE = 1024 * 1024
+
+#: statuses worth another try: output files 403/404 for a few seconds after success (quirk Q5)
+_RETRY_STATUSES = frozenset({403, 404, 408, 425, 429, 500, 502, 503, 504, 520, 521, 522, 523, 524})
+_SCHEME_RE = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
+_SAFE_NAME_RE = re.compile(r"[^A-Za-z0-9._-]+")
+_EXT_RE = re.compile(r"^[a-z0-9]{1,8}$")
+_KNOWN_TYPES = {"video/mp4": "mp4", "image/gif": "gif", "video/webm": "webm", "video/quicktime": "mov"}
+
+
+class VideoDownloadError(ModelsLabTransientError):
+    """One try at copying a file failed in a way another try may fix (HTTP status, short body)."""
+
+
+@dataclass(frozen=True)
+class StoredVideo:
+    """What one copy produced; the operator pushes these as the ``files`` XCom."""
+
+    source: str
+    uri: str
+    bytes: int
+    content_type: str | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "source": redact_url(self.source),
+            "uri": self.uri,
+            "bytes": self.bytes,
+            "content_type": self.content_type,
+        }
+
+
+# ----- pure helpers (no I/O) ---------------------------------------------------------------------
+
+
+def source_urls(value: Any) -> list[str]:
+    """Normalise ``urls`` (a list, an XCom result, one URL, or a rendered list literal) to http(s) URLs.
+
+    Every entry is checked before anything is downloaded, so a ``file://`` path or any other
+    scheme smuggled into the list fails the task with nothing written.
+    """
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("["):
+            try:
+                value = ast.literal_eval(text)
+            except (ValueError, SyntaxError):
+                raise AirflowFailException(f"urls is not a URL or a list of URLs: {text[:200]!r}") from None
+        else:
+            value = [text] if text else []
+    if value is None:
+        value = []
+    if not isinstance(value, Iterable) or isinstance(value, bytes | dict):
+        raise AirflowFailException(f"urls must be a URL or a list of URLs, got {type(value).__name__}")
+    flat: list[Any] = []
+    for item in value:
+        # a mapped upstream task gives one list per map index
+        flat.extend(item if isinstance(item, list | tuple) else [item])
+    urls = []
+    for index, item in enumerate(flat):
+        if not isinstance(item, str):
+            raise AirflowFailException(f"urls[{index}] is a {type(item).__name__}, not a URL string")
+        url = item.strip()
+        parts = urlsplit(url)
+        if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+            shown = url if len(url) < 120 else url[:117] + "..."
+            raise AirflowFailException(
+                f"urls[{index}] = {shown!r} is not an http(s) URL; only http and https sources are "
+                "copied (local paths and other schemes are refused). Nothing was written."
+            )
+        urls.append(url)
+    if not urls:
+        raise AirflowFailException("There are no video URLs to store (urls is empty).")
+    return urls
+
+
+def check_destination_syntax(destination: Any) -> str:
+    """Reject what can never be an object-storage folder, with a message that says what to write."""
+    example = "e.g. 'file:///data/videos/' or 's3://my-bucket/videos/'"
+    if not isinstance(destination, str) or not destination.strip():
+        raise AirflowFailException(f"destination must be an object-storage URI ({example}).")
+    text = destination.strip()
+    match = _SCHEME_RE.match(text)
+    if match is None:
+        raise AirflowFailException(
+            f"destination {text!r} is not an object-storage URI: it needs a scheme ({example})."
+        )
+    scheme = match.group(1).lower()
+    if scheme in ("http", "https"):
+        raise AirflowFailException(
+            f"destination {text!r} is a web URL; http(s) is a source here, not a place to write to "
+            f"({example})."
+        )
+    if scheme == "file":
+        parts = urlsplit(text)
+        if parts.netloc not in ("", "localhost") or not parts.path.startswith("/"):
+            raise AirflowFailException(
+                f"destination {text!r} is not an absolute file URI; write file:///absolute/path/ "
+                "(three slashes)."
+            )
+    return text
+
+
+def file_name(request_id: str | None, index: int, url: str, content_type: str | None) -> str:
+    """``<request_id>_<index>.<ext>``, stable across tries so a retry overwrites its own files.
+
+    Without a request id the name comes from the URL's file name (or a hash of the URL), which
+    is just as stable. The extension comes from the URL, else the Content-Type, else ``bin``.
+    """
+    path = unquote(urlsplit(url).path)
+    base = posixpath.basename(path)
+    stem, dot, ext = base.rpartition(".")
+    ext = ext.lower() if dot and _EXT_RE.match(ext.lower()) else ""
+    if not dot:
+        stem = base
+    if not ext and content_type:
+        mime = content_type.split(";", 1)[0].strip().lower()
+        guessed = _KNOWN_TYPES.get(mime) or (mimetypes.guess_extension(mime) or "").lstrip(".")
+        ext = guessed if _EXT_RE.match(guessed) else ""
+    ext = ext or "bin"
+    prefix = f"{_safe(str(request_id))}_{index}" if request_id else (_safe(stem) or _url_digest(url))
+    return f"{prefix}.{ext}"
+
+
+def _safe(text: str) -> str:
+    return _SAFE_NAME_RE.sub("-", text).strip(".-")[:150]
+
+
+def _url_digest(url: str) -> str:
+    import hashlib
+
+    return hashlib.sha256(url.encode()).hexdigest()[:16]
+
+
+def _describe(exc: BaseException) -> str:
+    """One line about a transport error, without query strings (signed URLs stay out of logs)."""
+    text = str(exc).splitlines()[0][:300] if str(exc) else ""
+    text = re.sub(r"\?\S*", "?...", text)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+# ----- writers: atomic at the final name -----------------------------------------------------------
+
+
+class _Writer:
+    """Write one file under a hidden temporary name next to it, then move it onto its final name.
+
+    Local disk: ``os.replace`` (atomic within one file system). Object stores: the file system's
+    move, a server-side copy of a complete object then a delete; a copy appears whole or not
+    at all. The final name thus only ever holds a previous complete copy or the new one.
+    """
+
+    def __init__(self, target: ObjectStoragePath) -> None:
+        from fsspec.implementations.local import LocalFileSystem
+
+        self.target = target
+        self.fs = target.fs
+        self.local = isinstance(self.fs, LocalFileSystem)
+        final = target.path
+        folder = posixpath.dirname(final)
+        self.tmp = posixpath.join(folder, f".{posixpath.basename(final)}.{secrets.token_hex(4)}.part")
+        self._fh: BinaryIO | None = None
+
+    def open(self) -> BinaryIO:
+        if self.local:
+            os.makedirs(posixpath.dirname(self.tmp), exist_ok=True)
+            self._fh = open(self.tmp, "wb")  # noqa: SIM115 - closed in commit/abort
+        else:
+            # no makedirs: on object stores it would try to create the bucket
+            self._fh = self.fs.open(self.tmp, "wb")
+        assert self._fh is not None
+        return self._fh
+
+    def commit(self) -> None:
+        assert self._fh is not None
+        self._fh.close()
+        if self.local:
+            os.replace(self.tmp, self.target.path)
+        else:
+            self.fs.mv(self.tmp, self.target.path)
+
+    def abort(self) -> None:
+        """Drop the temporary file; never raises, so the original error is the one reported."""
+        fh, self._fh = self._fh, None
+        try:
+            if fh is not None:
+                fh.close()
+        except Exception:  # noqa: S110 - best effort; only the temporary name was written
+            pass
+        try:
+            if self.local:
+                os.remove(self.tmp)
+            elif self.fs.exists(self.tmp):
+                self.fs.rm(self.tmp)
+        except Exception:  # noqa: S110 - best effort, as above
+            pass
+
+
+# ----- the operator --------------------------------------------------------------------------------
+
+
+class ModelsLabStoreVideosOperator(BaseOperator):
+    """Copy output videos (http(s) URLs, e.g. a generating task's XCom) into an object-storage folder.
+
+    Each URL is streamed to ``<destination>/<request_id>_<index>.<ext>``; the early 404/403, 429,
+    5xx and connection errors are retried with capped, jittered backoff; the byte count is checked
+    against ``Content-Length``; ``max_bytes`` guards the disk. Returns the stored URIs (XCom
+    ``return_value``) and pushes details (source, uri, bytes, content type) as XCom ``files``.
+
+    :param urls: URLs to copy: a list, an XComArg such as ``generate.output``, one URL, or a
+        rendered list. Mapped upstream results (a list of lists) are flattened. Templated.
+    :param destination: folder URI understood by Airflow's ``ObjectStoragePath``, e.g.
+        ``file:///data/videos/`` or ``s3://bucket/prefix/``. Templated.
+    :param destination_conn_id: Airflow connection of the storage (e.g. an ``aws`` connection for
+        ``s3://``); same as writing ``s3://<conn_id>@bucket/prefix/``. Templated.
+    :param request_id: ModelsLab request id used to name the files, so a retry overwrites rather
+        than duplicates. Without it names come from the URLs. Templated.
+    :param max_bytes: refuse a file larger than this (checked against ``Content-Length`` before
+        writing and again while streaming); ``None`` for no limit.
+    :param asset: an ``Asset`` (or its URI) to add to the task's outlets; each run's asset event
+        carries the stored URIs in its ``extra`` so downstream DAGs can schedule on new videos.
+    :param download_attempts: tries per file within one task try.
+    :param retry_initial_delay: first backoff in seconds (it doubles, capped by ``retry_max_delay``).
+    :param http_timeout: seconds to wait for the server to send a response or the next chunk.
+    """
+
+    template_fields: Sequence[str] = ("urls", "destination", "destination_conn_id", "request_id")
+    ui_color = "#e8f4f0"
+
+    def __init__(
+        self,
+        *,
+        urls: Any,
+        destination: str,
+        destination_conn_id: str | None = None,
+        request_id: str | None = None,
+        max_bytes: int | None = DEFAULT_MAX_BYTES,
+        asset: Asset | str | None = None,
+        download_attempts: int = 6,
+        retry_initial_delay: float = 2.0,
+        retry_max_delay: float = 30.0,
+        http_timeout: float = 60.0,
+        **kwargs: Any,
+    ) -> None:
+        if asset is not None:
+            asset = _as_asset(asset)
+            kwargs["outlets"] = [*_as_list(kwargs.get("outlets")), asset]
+        super().__init__(**kwargs)
+        if isinstance(destination, str) and "{{" not in destination and "{%" not in destination:
+            check_destination_syntax(destination)  # a literal typo fails at parse time
+        if max_bytes is not None and max_bytes <= 0:
+            raise ValueError("max_bytes must be a positive number of bytes or None")
+        if download_attempts < 1:
+            raise ValueError("download_attempts must be at least 1")
+        self.urls = urls
+        self.destination = destination
+        self.destination_conn_id = destination_conn_id
+        self.request_id = request_id
+        self.max_bytes = max_bytes
+        self.asset = asset
+        self.download_attempts = download_attempts
+        self.retry_initial_delay = retry_initial_delay
+        self.retry_max_delay = retry_max_delay
+        self.http_timeout = http_timeout
+
+    # ----- execute -------------------------------------------------------------------------------
+
+    def execute(self, context: Context) -> list[str]:
+        urls = source_urls(self.urls)
+        folder = self.destination_path()
+        request_id = str(self.request_id).strip() if self.request_id not in (None, "") else None
+        policy = RetryPolicy(
+            max_attempts=self.download_attempts,
+            initial_delay=self.retry_initial_delay,
+            max_delay=self.retry_max_delay,
+            max_retry_after=max(self.retry_max_delay, 1.0),
+        )
+        import requests
+
+        stored: list[StoredVideo] = []
+        with requests.Session() as session:
+            session.headers.update({"User-Agent": USER_AGENT, "Accept-Encoding": "identity"})
+            for index, url in enumerate(urls):
+                stored.append(self._copy_with_retries(session, policy, url, index, request_id, folder))
+        uris = [item.uri for item in stored]
+        if self.do_xcom_push:
+            context["ti"].xcom_push(key="files", value=[item.to_dict() for item in stored])
+        if self.asset is not None:
+            extra: dict[str, Any] = {
+                "uris": uris,
+                "request_id": request_id,
+                "bytes": sum(item.bytes for item in stored),
+            }
+            context["outlet_events"][self.asset].extra = extra
+        return uris
+
+    def _sleep(self, seconds: float) -> None:
+        time.sleep(seconds)
+
+    def destination_path(self) -> ObjectStoragePath:
+        """The rendered destination as an ``ObjectStoragePath`` whose file system is usable."""
+        from airflow.providers.common.compat.sdk import ObjectStoragePath
+
+        text = check_destination_syntax(self.destination)
+        conn_id = self.destination_conn_id or None
+        try:
+            path = ObjectStoragePath(text, conn_id=conn_id) if conn_id else ObjectStoragePath(text)
+        except (ValueError, TypeError) as exc:
+            raise AirflowFailException(
+                f"destination {text!r} is not a usable object-storage URI: {exc}"
+            ) from None
+        try:
+            path.fs  # noqa: B018 - resolves the file system (and its connection) before any download
+        except (ValueError, ImportError) as exc:
+            raise AirflowFailException(
+                f"destination {text!r}: no file system for {path.protocol}:// ({exc}). Install the "
+                "package that provides it on every worker (e.g. apache-airflow-providers-amazon for "
+                "s3://, apache-airflow-providers-google for gs://) and check the connection id."
+            ) from None
+        return path
+
+    def _copy_with_retries(
+        self,
+        session: requests.Session,
+        policy: RetryPolicy,
+        url: str,
+        index: int,
+        request_id: str | None,
+        folder: ObjectStoragePath,
+    ) -> StoredVideo:
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                return self._copy_once(session, url, index, request_id, folder)
+            except ModelsLabTransientError as exc:
+                delay = policy.delay(attempt, exc, idempotent=True, jitter=random.random())  # noqa: S311
+                if delay is None:
+                    raise AirflowException(
+                        f"Could not copy {redact_url(url)} after {attempt} attempt(s): {exc}. ModelsLab "
+                        "output URLs may 404 for a few seconds after a job succeeds and expire after "
+                        "24 hours (temporary outputs)."
+                    ) from None
+                self.log.warning(
+                    "Copy of %s failed (attempt %d of %d): %s; retrying in %.1f s",
+                    redact_url(url),
+                    attempt,
+                    self.download_attempts,
+                    exc,
+                    delay,
+                )
+                self._sleep(delay)
+
+    def _copy_once(
+        self,
+        session: requests.Session,
+        url: str,
+        index: int,
+        request_id: str | None,
+        folder: ObjectStoragePath,
+    ) -> StoredVideo:
+        import requests
+
+        shown = redact_url(url)
+        try:
+            response = session.get(
+                url, stream=True, timeout=(min(10.0, self.http_timeout), self.http_timeout)
+            )
+        except (requests.exceptions.InvalidSchema, requests.exceptions.InvalidURL) as exc:
+            # e.g. a redirect to a file:// or other non-http location
+            raise AirflowFailException(f"Could not copy {shown}: {_describe(exc)}") from None
+        except requests.RequestException as exc:
+            raise VideoDownloadError(_describe(exc)) from None
+        with response:
+            status = response.status_code
+            if status != 200:
+                if status == 429:
+                    raise ModelsLabRateLimitError(
+                        f"HTTP 429 from {shown}",
+                        retry_after=_retry_after(response.headers.get("Retry-After")),
+                        status_code=status,
+                    )
+                if status in _RETRY_STATUSES:
+                    raise VideoDownloadError(f"HTTP {status} from {shown}", status_code=status)
+                raise AirflowFailException(
+                    f"Could not copy {shown}: HTTP {status}; another try will not help."
+                )
+            expected = _content_length(response)
+            if self.max_bytes is not None and expected is not None and expected > self.max_bytes:
+                raise AirflowFailException(
+                    f"{shown} is {expected} bytes, more than max_bytes={self.max_bytes}; nothing was written."
+                )
+            content_type = response.headers.get("Content-Type")
+            target = folder / file_name(request_id, index, url, content_type)
+            writer = _Writer(target)
+            sink = writer.open()
+            written = 0
+            try:
+                for chunk in response.iter_content(chunk_size=CHUNK_SIZE):
+                    if not chunk:
+                        continue
+                    written += len(chunk)
+                    if self.max_bytes is not None and written > self.max_bytes:
+                        raise AirflowFailException(
+                            f"{shown} is larger than max_bytes={self.max_bytes}; the partial copy was "
+                            "removed."
+                        )
+                    sink.write(chunk)
+                if expected is not None and written != expected:
+                    raise VideoDownloadError(
+                        f"{shown} sent {written} of the {expected} bytes in its Content-Length"
+                    )
+                if written == 0:
+                    raise VideoDownloadError(f"{shown} sent an empty body")
+                writer.commit()
+            except requests.RequestException as exc:
+                writer.abort()
+                raise VideoDownloadError(_describe(exc)) from None
+            except BaseException:
+                writer.abort()
+                raise
+        uri = str(target)
+        self.log.info("Stored %s (%d bytes) at %s", shown, written, uri)
+        return StoredVideo(source=url, uri=uri, bytes=written, content_type=content_type)
+
+
+def _content_length(response: requests.Response) -> int | None:
+    """The body size to expect, or None when the header is absent, unusable or for an encoded body."""
+    encoding = response.headers.get("Content-Encoding", "identity").strip().lower()
+    if encoding not in ("", "identity"):
+        return None
+    try:
+        value = int(response.headers.get("Content-Length", ""))
+    except ValueError:
+        return None
+    return value if value >= 0 else None
+
+
+def _retry_after(value: str | None) -> float | None:
+    try:
+        return max(float(value), 0.0) if value else None
+    except ValueError:
+        return None
+
+
+def _as_asset(value: Asset | str) -> Asset:
+    from airflow.providers.common.compat.sdk import Asset
+
+    return value if isinstance(value, Asset) else Asset(value)
+
+
+def _as_list(value: Any) -> list[Any]:
+    if value is None:
+        return []
+    return list(value) if isinstance(value, list | tuple | set) else [value]
