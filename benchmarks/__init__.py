@@ -1,0 +1,1 @@
+"""Reproducible benchmarks against Airflow's HTTP provider; ``python benchmarks/run.py`` runs them all."""
