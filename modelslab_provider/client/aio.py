@@ -12,7 +12,7 @@ import logging
 import random
 import weakref
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from modelslab_provider.client import core
 from modelslab_provider.client.core import ApiRequest, Balance, ClientSettings, VideoResult
@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     import aiohttp
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 #: connections kept open per event loop; more concurrent polls queue for a free one
 POOL_SIZE = 64
@@ -76,24 +77,24 @@ class AsyncModelsLabClient:
         return f"AsyncModelsLabClient(base_url={self.settings.base_url!r})"
 
     async def submit(self, endpoint: str, payload: Mapping[str, Any]) -> VideoResult:
-        return core.normalise_response(*await self._send(core.build_submit(self.settings, endpoint, payload)))
+        return await self._send(core.build_submit(self.settings, endpoint, payload), core.normalise_response)
 
     async def fetch(
         self, request_id: Any, api_version: str = core.V6, fetch_url: str | None = None
     ) -> VideoResult:
         request = core.build_fetch(self.settings, request_id, api_version, fetch_url)
-        return core.normalise_response(*await self._send(request))
+        return await self._send(request, core.normalise_response)
 
     async def wallet_balance(self) -> Balance:
-        data, _ = await self._send(core.build_wallet_balance(self.settings))
-        return core.parse_balance(data)
+        return await self._send(core.build_wallet_balance(self.settings), core.parse_balance)
 
-    async def _send(self, request: ApiRequest) -> tuple[dict[str, Any], int]:
+    async def _send(self, request: ApiRequest, parse: Callable[[dict[str, Any], int], T]) -> T:
+        """Send with retries; ``parse`` runs inside the loop, so a rate limit in a 200 body is retried too."""
         attempt = 0
         while True:
             attempt += 1
             try:
-                return await self._send_once(request)
+                return parse(*await self._send_once(request))
             except ModelsLabError as exc:
                 delay = self.retry.delay(attempt, exc, idempotent=request.idempotent, jitter=self._jitter())
                 if delay is None:

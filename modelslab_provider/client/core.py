@@ -222,8 +222,9 @@ def resolve_endpoint(endpoint: str) -> tuple[str, str]:
     """Map an endpoint name (``text2video``, ``v7/text-to-video``, ...) to (version, path)."""
     if not isinstance(endpoint, str) or not endpoint.strip():
         raise ModelsLabConfigError(f"endpoint must be a non-empty string, got {endpoint!r}")
-    name = endpoint.strip().strip("/")
-    for prefix in ("api/", "v6/video/", "v6/", "v7/video-fusion/", "v7/", "video-fusion/", "video/"):
+    given = endpoint.strip().strip("/").removeprefix("api/")
+    name = given
+    for prefix in ("v6/video/", "v6/", "v7/video-fusion/", "v7/", "video-fusion/", "video/"):
         if name.startswith(prefix) and name[len(prefix) :] in ENDPOINTS:
             name = name[len(prefix) :]
             break
@@ -232,8 +233,8 @@ def resolve_endpoint(endpoint: str) -> tuple[str, str]:
         raise ModelsLabConfigError(
             f"Unknown ModelsLab video endpoint {endpoint!r}. Known endpoints: {known}."
         )
-    if endpoint.strip().strip("/").startswith(("v6/", "v7/")):
-        wanted = endpoint.strip().strip("/")[:2]
+    if given.startswith(("v6/", "v7/")):
+        wanted = given[:2]
         if ENDPOINTS[name][0] != wanted:
             raise ModelsLabConfigError(
                 f"Endpoint {name!r} belongs to API {ENDPOINTS[name][0]}, not {wanted}."
@@ -527,7 +528,13 @@ def strip_secrets(value: Any) -> Any:
     return str(value)
 
 
-def parse_balance(result_data: Mapping[str, Any]) -> Balance:
+def parse_balance(result_data: Mapping[str, Any], status_code: int = 200) -> Balance:
+    """The wallet balance; a refusal (``status`` other than ``success``) raises its typed error."""
+    raw = result_data.get("status")
+    if status_code >= 400 or (raw is not None and str(raw).strip().lower() != "success"):
+        normalise(result_data, status_code=status_code)  # bad key, rate limit, credits: typed errors
+        message = _message(result_data) or "no message"
+        raise ModelsLabRequestError(f"ModelsLab did not report a wallet balance (status {raw!r}): {message}")
     data = result_data.get("data")
     if isinstance(data, dict):
         return Balance(_number(data.get("balance")), str(data.get("currency") or "USD"))

@@ -6,7 +6,7 @@ import logging
 import random
 import time
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from modelslab_provider.client import core
 from modelslab_provider.client.core import ApiRequest, Balance, ClientSettings, VideoResult
@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     import requests
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 USER_AGENT = "airflow-provider-modelslab"
 ProgressCallback = Callable[[WaitTracker, VideoResult | None, BaseException | None], None]
@@ -70,16 +71,15 @@ class ModelsLabClient:
 
     def submit(self, endpoint: str, payload: Mapping[str, Any]) -> VideoResult:
         """Start a paid generation. Ambiguous failures are not retried (no double billing)."""
-        return core.normalise_response(*self._send(core.build_submit(self.settings, endpoint, payload)))
+        return self._send(core.build_submit(self.settings, endpoint, payload), core.normalise_response)
 
     def fetch(self, request_id: Any, api_version: str = core.V6, fetch_url: str | None = None) -> VideoResult:
         """Poll a request once (with retries of transient failures)."""
         request = core.build_fetch(self.settings, request_id, api_version, fetch_url)
-        return core.normalise_response(*self._send(request))
+        return self._send(request, core.normalise_response)
 
     def wallet_balance(self) -> Balance:
-        data, _ = self._send(core.build_wallet_balance(self.settings))
-        return core.parse_balance(data)
+        return self._send(core.build_wallet_balance(self.settings), core.parse_balance)
 
     def wait(
         self,
@@ -126,12 +126,13 @@ class ModelsLabClient:
 
     # ------------------------------------------------------------------ transport
 
-    def _send(self, request: ApiRequest) -> tuple[dict[str, Any], int]:
+    def _send(self, request: ApiRequest, parse: Callable[[dict[str, Any], int], T]) -> T:
+        """Send with retries; ``parse`` runs inside the loop, so a rate limit in a 200 body is retried too."""
         attempt = 0
         while True:
             attempt += 1
             try:
-                return self._send_once(request)
+                return parse(*self._send_once(request))
             except ModelsLabError as exc:
                 delay = self.retry.delay(attempt, exc, idempotent=request.idempotent, jitter=self._jitter())
                 if delay is None:
@@ -168,8 +169,10 @@ class ModelsLabClient:
                 f"ModelsLab did not answer within {self.settings.timeout:g} s", ambiguous=True
             ) from exc
         except requests.exceptions.ConnectionError as exc:
+            never_sent = _never_sent(exc)
+            what = "Could not connect to ModelsLab" if never_sent else "Connection to ModelsLab failed"
             raise ModelsLabTransientError(
-                f"Connection to ModelsLab failed: {describe_exception(exc)}", ambiguous=not _never_sent(exc)
+                f"{what}: {describe_exception(exc)}", ambiguous=not never_sent
             ) from exc
         except requests.exceptions.RequestException as exc:
             raise ModelsLabTransientError(
