@@ -11,7 +11,7 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from airflow.providers.common.compat.sdk import BaseHook
+from airflow.providers.common.compat.sdk import AirflowNotFoundException, BaseHook
 
 from modelslab_provider.client.core import (
     DEFAULT_TIMEOUT,
@@ -46,8 +46,9 @@ def settings_from_connection(conn: Connection, extra: Mapping[str, Any]) -> Clie
             parts = urlsplit(normalise_base_url(host))
             if parts.port is None:
                 host = f"{parts.scheme}://{parts.netloc}:{int(conn.port)}{parts.path}"
-        timeout = float(extra.get("timeout") or DEFAULT_TIMEOUT)
-        retries = int(extra.get("max_retries") or 4)
+        # an empty form field means the default; 0 is a value (and is refused below, not replaced)
+        timeout = float(_given(extra.get("timeout"), DEFAULT_TIMEOUT))
+        retries = int(_given(extra.get("max_retries"), 4))
     except ModelsLabConfigError as exc:
         raise ModelsLabConfigError(f"Connection {conn_id!r}: {exc}") from None
     except (TypeError, ValueError):
@@ -60,6 +61,18 @@ def settings_from_connection(conn: Connection, extra: Mapping[str, Any]) -> Clie
         return ClientSettings(api_key=str(key).strip(), base_url=host, timeout=timeout, max_retries=retries)
     except ModelsLabConfigError as exc:
         raise ModelsLabConfigError(f"Connection {conn_id!r}: {exc}") from None
+
+
+def _given(value: Any, default: Any) -> Any:
+    return default if value is None or (isinstance(value, str) and not value.strip()) else value
+
+
+def missing_connection_message(conn_id: str) -> str:
+    return (
+        f"Connection {conn_id!r} is not defined: create a connection of type 'modelslab' with your "
+        "ModelsLab API key in its password field (API Key), for example "
+        f'AIRFLOW_CONN_{conn_id.upper()}=\'{{"conn_type": "modelslab", "password": "<your key>"}}\'.'
+    )
 
 
 class ModelsLabHook(BaseHook):
@@ -118,7 +131,10 @@ class ModelsLabHook(BaseHook):
     # ------------------------------------------------------------------ settings and clients
 
     def get_client_settings(self) -> ClientSettings:
-        conn = self.get_connection(self.modelslab_conn_id)
+        try:
+            conn = self.get_connection(self.modelslab_conn_id)
+        except AirflowNotFoundException as exc:
+            raise AirflowNotFoundException(missing_connection_message(self.modelslab_conn_id)) from exc
         settings = settings_from_connection(conn, conn.extra_dejson)
         _mask(settings.api_key)
         return settings
@@ -127,7 +143,10 @@ class ModelsLabHook(BaseHook):
         """Async connection lookup, safe inside the triggerer's event loop."""
         from airflow.providers.common.compat.connection import get_async_connection, get_async_extra_dejson
 
-        conn = await get_async_connection(self.modelslab_conn_id, hook=self)
+        try:
+            conn = await get_async_connection(self.modelslab_conn_id, hook=self)
+        except AirflowNotFoundException as exc:
+            raise AirflowNotFoundException(missing_connection_message(self.modelslab_conn_id)) from exc
         settings = settings_from_connection(conn, await get_async_extra_dejson(conn))
         await _amask(settings.api_key)
         return settings

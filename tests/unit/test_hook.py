@@ -1,0 +1,240 @@
+"""ModelsLabHook: connections from AIRFLOW_CONN_* (JSON and URI), errors that name the field, test_connection,
+secret masking, and sync/async calls against the simulator."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from urllib.parse import quote
+
+import pytest
+
+from modelslab_provider.client.core import ClientSettings, Status
+from modelslab_provider.client.errors import ModelsLabConfigError
+from modelslab_provider.hooks.modelslab import ModelsLabHook
+from modelslab_provider.simulator import Simulator
+
+KEY = "sk-hook-test/with+odd=chars-7c1d"
+CONN_ID = "modelslab_hooktest"
+ENV = f"AIRFLOW_CONN_{CONN_ID.upper()}"
+
+
+@pytest.fixture(scope="module")
+def sim() -> Iterator[Simulator]:
+    with Simulator(port=0, duration=0.2) as simulator:
+        yield simulator
+
+
+def set_json(monkeypatch: pytest.MonkeyPatch, **conn: object) -> None:
+    monkeypatch.setenv(ENV, json.dumps({"conn_type": "modelslab", **conn}))
+
+
+def hook_settings(monkeypatch: pytest.MonkeyPatch, uri: str) -> ClientSettings:
+    monkeypatch.setenv(ENV, uri)
+    return ModelsLabHook(CONN_ID).get_client_settings()
+
+
+# --------------------------------------------------------------------------- connection forms
+
+
+def test_json_connection(monkeypatch: pytest.MonkeyPatch) -> None:
+    set_json(monkeypatch, password=KEY, host="http://127.0.0.1:8765", extra={"timeout": 12, "max_retries": 2})
+    settings = ModelsLabHook(CONN_ID).get_client_settings()
+    assert settings.api_key == KEY
+    assert settings.base_url == "http://127.0.0.1:8765"
+    assert settings.timeout == 12.0
+    assert settings.max_retries == 2
+
+
+def test_json_connection_defaults_to_the_real_api(monkeypatch: pytest.MonkeyPatch) -> None:
+    set_json(monkeypatch, password=KEY)
+    settings = ModelsLabHook(CONN_ID).get_client_settings()
+    assert settings.base_url == "https://modelslab.com"
+    assert settings.timeout == 30.0
+
+
+def test_json_connection_with_separate_port(monkeypatch: pytest.MonkeyPatch) -> None:
+    set_json(monkeypatch, password=KEY, host="127.0.0.1", port=8765)
+    assert ModelsLabHook(CONN_ID).get_client_settings().base_url == "http://127.0.0.1:8765"
+
+
+def test_timeout_from_the_3_1_form_arrives_as_a_string(monkeypatch: pytest.MonkeyPatch) -> None:
+    set_json(monkeypatch, password=KEY, extra={"timeout": "45.0", "max_retries": "3"})
+    settings = ModelsLabHook(CONN_ID).get_client_settings()
+    assert (settings.timeout, settings.max_retries) == (45.0, 3)
+
+
+@pytest.mark.parametrize(
+    ("host_part", "base"),
+    [
+        (quote("http://127.0.0.1:8765", safe=""), "http://127.0.0.1:8765"),
+        ("127.0.0.1:8765", "http://127.0.0.1:8765"),
+        ("modelslab.com", "https://modelslab.com"),
+        (quote("https://enterprise.example.com:8443", safe=""), "https://enterprise.example.com:8443"),
+    ],
+)
+def test_uri_connection(monkeypatch: pytest.MonkeyPatch, host_part: str, base: str) -> None:
+    settings = hook_settings(monkeypatch, f"modelslab://:{quote(KEY, safe='')}@{host_part}?timeout=7")
+    assert settings.api_key == KEY
+    assert settings.base_url == base
+    assert settings.timeout == 7.0
+
+
+# --------------------------------------------------------------------------- bad connections
+
+
+def test_missing_connection_names_it_and_says_how_to_create_it() -> None:
+    with pytest.raises(Exception, match="modelslab_nowhere") as exc_info:
+        ModelsLabHook("modelslab_nowhere").get_client_settings()
+    text = str(exc_info.value)
+    assert "AIRFLOW_CONN_MODELSLAB_NOWHERE" in text
+    assert "password" in text
+
+
+@pytest.mark.parametrize("password", ["", "   ", None])
+def test_empty_key_names_connection_and_field(monkeypatch: pytest.MonkeyPatch, password: str | None) -> None:
+    set_json(monkeypatch, password=password, host="modelslab.com")
+    with pytest.raises(ModelsLabConfigError) as exc_info:
+        ModelsLabHook(CONN_ID).get_client_settings()
+    assert CONN_ID in str(exc_info.value)
+    assert "password" in str(exc_info.value)
+
+
+@pytest.mark.parametrize("host", ["http://", "https:///x", "ftp://modelslab.com"])
+def test_bad_base_url_names_connection_and_field(monkeypatch: pytest.MonkeyPatch, host: str) -> None:
+    set_json(monkeypatch, password=KEY, host=host)
+    with pytest.raises(ModelsLabConfigError) as exc_info:
+        ModelsLabHook(CONN_ID).get_client_settings()
+    text = str(exc_info.value)
+    assert CONN_ID in text
+    assert "Base URL (host)" in text
+    assert KEY not in text
+
+
+@pytest.mark.parametrize(
+    ("extra", "field"),
+    [({"timeout": "soon"}, "timeout"), ({"max_retries": 99}, "max_retries"), ({"timeout": 0}, "timeout")],
+)
+def test_bad_extra_names_connection_and_field(
+    monkeypatch: pytest.MonkeyPatch, extra: dict, field: str
+) -> None:
+    set_json(monkeypatch, password=KEY, extra=extra)
+    with pytest.raises(ModelsLabConfigError, match=CONN_ID) as exc_info:
+        ModelsLabHook(CONN_ID).get_client_settings()
+    assert field in str(exc_info.value)
+
+
+def test_conn_id_must_be_a_string() -> None:
+    with pytest.raises(ModelsLabConfigError, match="modelslab_conn_id"):
+        ModelsLabHook("")
+
+
+# --------------------------------------------------------------------------- test_connection
+
+
+def test_test_connection_reports_the_balance(monkeypatch: pytest.MonkeyPatch, sim: Simulator) -> None:
+    set_json(monkeypatch, password=KEY, host=sim.url)
+    ok, message = ModelsLabHook(CONN_ID).test_connection()
+    assert ok, message
+    assert "43.60 USD" in message
+    assert KEY not in message
+    wallet_calls = [r for r in sim.requests() if r["path"] == "/api/wallet_balance"]
+    assert wallet_calls
+    assert all(r["method"] == "POST" and r["key_present"] for r in wallet_calls)
+    paid = ("/api/v6/video/text", "/api/v7/video-fusion/text")
+    assert not any(r["path"].startswith(paid) for r in sim.requests())
+
+
+@pytest.mark.parametrize("auth_status", [200, 401])
+def test_test_connection_explains_a_refused_key(
+    monkeypatch: pytest.MonkeyPatch, sim: Simulator, auth_status: int
+) -> None:
+    bad_key = "invalid-key-for-hook-test"
+    set_json(monkeypatch, password=bad_key, host=sim.url)
+    sim.configure(auth_error_status=auth_status)
+    try:
+        ok, message = ModelsLabHook(CONN_ID).test_connection()
+    finally:
+        sim.configure(auth_error_status=200)
+    assert not ok
+    assert "refused the API key" in message
+    assert CONN_ID in message
+    assert bad_key not in message
+
+
+def test_test_connection_unreachable_and_misconfigured(monkeypatch: pytest.MonkeyPatch) -> None:
+    set_json(monkeypatch, password=KEY, host="http://127.0.0.1:9", extra={"max_retries": 1, "timeout": 2})
+    ok, message = ModelsLabHook(CONN_ID).test_connection()
+    assert not ok
+    assert "connect" in message
+    set_json(monkeypatch, password=KEY, host="http://")
+    ok, message = ModelsLabHook(CONN_ID).test_connection()
+    assert not ok
+    assert "Base URL (host)" in message
+    assert KEY not in message
+
+
+# --------------------------------------------------------------------------- secrets
+
+
+def test_key_is_registered_with_the_masker(monkeypatch: pytest.MonkeyPatch) -> None:
+    from airflow.providers.common.compat import sdk
+
+    masked: list[str] = []
+    monkeypatch.setattr(sdk, "mask_secret", lambda value, *a, **kw: masked.append(value))
+    set_json(monkeypatch, password=KEY)
+    ModelsLabHook(CONN_ID).get_client_settings()
+    assert KEY in masked
+
+
+def test_key_is_masked_by_the_real_masker(monkeypatch: pytest.MonkeyPatch) -> None:
+    from airflow.sdk.log import redact
+
+    set_json(monkeypatch, password=KEY)
+    ModelsLabHook(CONN_ID).get_client_settings()
+    assert KEY not in str(redact(f"calling ModelsLab with {KEY}"))
+
+
+def test_no_repr_shows_the_key(monkeypatch: pytest.MonkeyPatch, sim: Simulator) -> None:
+    set_json(monkeypatch, password=KEY, host=sim.url)
+    hook = ModelsLabHook(CONN_ID)
+    client = hook.client
+    for text in (repr(hook), str(hook), repr(client), repr(client.settings), str(client.settings)):
+        assert KEY not in text
+    assert sim.url in repr(client)
+
+
+# --------------------------------------------------------------------------- calls
+
+
+def test_submit_and_fetch_through_the_hook(monkeypatch: pytest.MonkeyPatch, sim: Simulator) -> None:
+    set_json(monkeypatch, password=KEY, host=sim.url)
+    hook = ModelsLabHook(CONN_ID)
+    submitted = hook.submit("text2video", {"prompt": "a hook cat [sim:instant=1]"})
+    assert submitted.status is Status.DONE
+    fetched = hook.fetch(submitted.request_id, fetch_url=submitted.fetch_result)
+    assert fetched.urls == submitted.urls
+    assert str(hook.wallet_balance()) == "43.60 USD"
+    assert hook.get_conn() is hook.client
+
+
+async def test_async_fetch_through_the_hook(monkeypatch: pytest.MonkeyPatch, sim: Simulator) -> None:
+    from modelslab_provider.client.aio import close_shared_session
+
+    set_json(monkeypatch, password=KEY, host=sim.url)
+    hook = ModelsLabHook(CONN_ID)
+    submitted = hook.submit("v7/text-to-video", {"prompt": "async cat [sim:instant=1]", "model_id": "veo-3"})
+    try:
+        fetched = await hook.afetch(submitted.request_id, "v7")
+        client = await hook.aget_client()
+    finally:
+        await close_shared_session()
+    assert fetched.status is Status.DONE
+    assert fetched.urls == submitted.urls
+    assert client.settings.base_url == sim.url
+    assert KEY not in repr(client)
+
+
+async def test_async_missing_connection_names_it() -> None:
+    with pytest.raises(Exception, match="AIRFLOW_CONN_MODELSLAB_ASYNC_NOWHERE"):
+        await ModelsLabHook("modelslab_async_nowhere").aget_client_settings()
