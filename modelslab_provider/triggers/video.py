@@ -9,6 +9,7 @@ wait loop uses. :func:`urls_from_event` is the one place where a resumed task ch
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import random
 import time
 from collections.abc import AsyncIterator
@@ -145,7 +146,10 @@ class VideoFetchTrigger(BaseTrigger):
             return self._timeout_event(tracker, now)
         client = await ModelsLabHook(modelslab_conn_id=self.modelslab_conn_id).aget_client()
         self._secret = client.settings.api_key
-        tracker.retry = client.retry
+        # after a transient error, the first retry comes no later than the policy's usual pace
+        tracker.retry = dataclasses.replace(
+            client.retry, initial_delay=min(client.retry.initial_delay, self.poll_policy.min_interval)
+        )
         delay = tracker.first_delay(time.time())
         self.log.info(
             "Waiting for ModelsLab request %s (%s, connection %s); ETA %s; first poll in %.1f s",

@@ -17,7 +17,7 @@ SCENARIOS = {
     "failed": "duration=1 outcome=failed messege=1",
     "never": "outcome=never",
 }
-FAST = {"min_interval": 0.5, "max_interval": 2.0}
+FAST = {"min_interval": 0.5, "max_interval": 2.0, "interval": 0.5}
 MODES = {
     "poke": {"mode": "poke", "deferrable": False},
     "reschedule": {"mode": "reschedule", "deferrable": False},
