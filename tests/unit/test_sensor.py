@@ -1,0 +1,257 @@
+"""VideoFetchSensor's poke, deferral and resume, against the simulator on 127.0.0.1."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from airflow.providers.common.compat.sdk import (
+    AirflowException,
+    AirflowFailException,
+    AirflowSensorTimeout,
+    AirflowSkipException,
+    PokeReturnValue,
+    TaskDeferred,
+)
+
+from modelslab_provider.client.core import ClientSettings
+from modelslab_provider.client.sync import ModelsLabClient
+from modelslab_provider.sensors.video import STATE_KEY, VideoFetchSensor
+from modelslab_provider.simulator import Simulator
+from modelslab_provider.triggers.video import VideoFetchTrigger
+
+KEY = "sk-unit-sensor-93b1d04e7a"
+
+
+class StateStore:
+    """A stand-in for Airflow 3.3's ``task_state_store`` (get/set of JSON values)."""
+
+    def __init__(self) -> None:
+        self.data: dict[str, Any] = {}
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return json.loads(self.data[key]) if key in self.data else default
+
+    def set(self, key: str, value: Any, *, retention: timedelta | None = None) -> None:
+        self.data[key] = json.dumps(value)
+
+
+@pytest.fixture(scope="module")
+def simulator() -> Iterator[Simulator]:
+    with Simulator(port=0, duration=0.2) as sim:
+        yield sim
+
+
+@pytest.fixture
+def sim(simulator: Simulator, monkeypatch: pytest.MonkeyPatch) -> Simulator:
+    connect(monkeypatch, simulator, KEY)
+    return simulator
+
+
+def connect(
+    monkeypatch: pytest.MonkeyPatch, sim: Simulator, key: str, conn_id: str = "modelslab_default"
+) -> None:
+    conn = {"conn_type": "modelslab", "password": key, "host": sim.url, "extra": {"max_retries": 1}}
+    monkeypatch.setenv(f"AIRFLOW_CONN_{conn_id.upper()}", json.dumps(conn))
+
+
+def submit(sim: Simulator, scenario: str) -> str:
+    client = ModelsLabClient(ClientSettings(api_key=KEY, base_url=sim.url))
+    result = client.submit("text2video", {"prompt": f"a dog [sim:{scenario}]"})
+    assert result.request_id is not None
+    return result.request_id
+
+
+def sensor(request_id: Any, **kwargs: Any) -> VideoFetchSensor:
+    kwargs.setdefault("poll_policy", {"min_interval": 0.05, "max_interval": 0.2, "interval": 0.05})
+    return VideoFetchSensor(task_id="wait", request_id=request_id, **kwargs)
+
+
+def poke_until_done(op: VideoFetchSensor, context: dict[str, Any], limit: int = 100) -> Any:
+    for _ in range(limit):
+        outcome = op.poke(context)
+        if outcome:
+            return outcome
+        time.sleep(0.05)
+    raise AssertionError("never done")
+
+
+# --------------------------------------------------------------------------- poke
+
+
+def test_poke_returns_the_urls_as_xcom_and_accepts_an_int_id(sim: Simulator) -> None:
+    job = submit(sim, "duration=0.2")
+    op = sensor(int(job))
+    op.log.debug("logger ready")
+    attributes = dict(vars(op))
+    assert op.poke({}) is False  # still processing
+    outcome = poke_until_done(op, {})
+    assert isinstance(outcome, PokeReturnValue)
+    assert outcome.is_done
+    assert isinstance(outcome.xcom_value, list)
+    assert outcome.xcom_value[0].startswith(sim.url)
+    assert vars(op) == attributes  # nothing kept on self between pokes
+
+
+@pytest.mark.parametrize("outcome", ["failed", "error", "cancelled", "expired"])
+def test_terminal_failure_fails_without_retry_with_the_api_message(sim: Simulator, outcome: str) -> None:
+    job = submit(sim, f"duration=0 outcome={outcome} messege=1")
+    with pytest.raises(AirflowFailException, match="simulated"):
+        sensor(job).poke({})
+
+
+def test_unknown_request_fails_at_once(sim: Simulator) -> None:
+    with pytest.raises(AirflowFailException, match="Request not found"):
+        sensor("987654321").poke({})
+
+
+def test_refused_key_fails_at_once_and_names_the_connection(
+    sim: Simulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    job = submit(sim, "duration=0")
+    connect(monkeypatch, sim, "invalid-key-42", conn_id="modelslab_other")
+    with pytest.raises(AirflowFailException, match="modelslab_other") as info:
+        sensor(job, modelslab_conn_id="modelslab_other").poke({})
+    assert "invalid-key-42" not in str(info.value)
+
+
+@pytest.mark.parametrize("bad", ["", "not an id", "{{ missing }}", None])
+def test_a_bad_request_id_fails_with_a_hint(sim: Simulator, bad: Any) -> None:
+    with pytest.raises(AirflowFailException, match="request_id"):
+        sensor(bad).poke({})
+
+
+@pytest.mark.parametrize("fault", ["502", "empty", "drop"])
+def test_transient_errors_only_delay_the_sensor(sim: Simulator, fault: str) -> None:
+    job = submit(sim, f"duration=0 fault={fault} fault_on=1,2")
+    op = sensor(job)
+    assert op.poke({}) is False
+    assert op.poke({}) is False
+    outcome = op.poke({})
+    assert isinstance(outcome, PokeReturnValue)
+    assert outcome.xcom_value
+
+
+def test_success_without_urls_is_bounded_with_a_state_store(sim: Simulator) -> None:
+    job = submit(sim, "duration=0 empty_polls=-1")
+    op = sensor(job, poll_policy={"max_empty_success_polls": 2})
+    context = {"task_state_store": StateStore()}
+    assert op.poke(context) is False
+    assert op.poke(context) is False
+    with pytest.raises(AirflowFailException, match="no output URL"):
+        op.poke(context)
+    saved = context["task_state_store"].get(f"{STATE_KEY}:{job}")
+    assert saved["empty_success_polls"] == 3
+    assert saved["polls"] == 3
+
+
+def test_success_without_urls_then_urls_with_a_state_store(sim: Simulator) -> None:
+    job = submit(sim, "duration=0 empty_polls=2")
+    op = sensor(job, poll_policy={"max_empty_success_polls": 2})
+    context = {"task_state_store": StateStore()}
+    assert op.poke(context) is False
+    assert op.poke(context) is False
+    assert op.poke(context)
+
+
+def test_success_without_urls_keeps_poking_without_a_state_store(sim: Simulator) -> None:
+    """Without persisted counters the sensor cannot count pokes: only its timeout ends the wait."""
+    job = submit(sim, "duration=0 empty_polls=-1")
+    op = sensor(job, poll_policy={"max_empty_success_polls": 1})
+    assert [op.poke({}) for _ in range(4)] == [False] * 4
+
+
+def test_counters_survive_between_pokes_only_in_the_store(sim: Simulator) -> None:
+    job = submit(sim, "outcome=never")
+    store = StateStore()
+    for _ in range(3):
+        assert sensor(job).poke({"task_state_store": store}) is False  # a fresh instance per poke
+    assert store.get(f"{STATE_KEY}:{job}")["polls"] == 3
+
+
+# --------------------------------------------------------------------------- deferrable
+
+
+def test_deferrable_pokes_once_then_defers_with_the_remaining_timeout(sim: Simulator) -> None:
+    job = submit(sim, "outcome=never")
+    op = sensor(job, deferrable=True, timeout=600)
+    before = time.time()
+    with pytest.raises(TaskDeferred) as info:
+        op.execute({})
+    deferred = info.value
+    assert deferred.method_name == "execute_complete"
+    assert isinstance(deferred.timeout, timedelta)
+    assert 590 < deferred.timeout.total_seconds() <= 600
+    trigger = deferred.trigger
+    assert isinstance(trigger, VideoFetchTrigger)
+    kwargs = trigger.serialize()[1]
+    assert kwargs["request_id"] == job
+    assert kwargs["modelslab_conn_id"] == "modelslab_default"
+    assert before + 590 < kwargs["deadline"] <= time.time() + 600
+    assert KEY not in json.dumps(kwargs)
+    assert sim.jobs()[job]["polls"] == 1
+
+
+def test_deferrable_returns_at_once_when_already_done(sim: Simulator) -> None:
+    job = submit(sim, "duration=0")
+    urls = sensor(job, deferrable=True).execute({})
+    assert isinstance(urls, list)
+    assert urls
+
+
+def test_deferrable_first_poke_failure_respects_soft_fail(sim: Simulator) -> None:
+    job = submit(sim, "duration=0 outcome=failed")
+    with pytest.raises(AirflowFailException):
+        sensor(job, deferrable=True).execute({})
+    with pytest.raises(AirflowSkipException):
+        sensor(job, deferrable=True, soft_fail=True).execute({})
+
+
+def test_execute_complete_returns_urls_or_raises() -> None:
+    op = sensor("7", deferrable=True)
+    ok = {"status": "success", "request_id": "7", "urls": ["https://x/a.mp4"], "polls": 2, "elapsed": 3.0}
+    assert op.execute_complete({}, ok) == ["https://x/a.mp4"]
+    with pytest.raises(AirflowSensorTimeout, match="late"):
+        op.execute_complete({}, {"status": "timeout", "request_id": "7", "message": "late"})
+    with pytest.raises(AirflowFailException, match="fire"):
+        op.execute_complete({}, {"status": "failed", "request_id": "7", "message": "fire", "api_status": "x"})
+    with pytest.raises(AirflowException, match="unknown status"):
+        op.execute_complete({}, {"request_id": "7"})
+    with pytest.raises(AirflowException):
+        op.execute_complete({}, None)
+
+
+def test_resume_applies_soft_fail_to_a_timeout_event() -> None:
+    """BaseSensorOperator.resume_execution turns the sensor timeout into a skip with soft_fail."""
+    op = sensor("7", deferrable=True, soft_fail=True)
+    event = {"status": "timeout", "request_id": "7", "message": "late"}
+    with pytest.raises(AirflowSkipException):
+        op.resume_execution("execute_complete", {"event": event}, {})
+
+
+# --------------------------------------------------------------------------- definition
+
+
+def test_template_fields_and_defaults() -> None:
+    op = sensor("{{ ti.xcom_pull('generate', key='request_id') }}")
+    assert "request_id" in op.template_fields
+    assert "fetch_url" in op.template_fields
+    assert op.modelslab_conn_id == "modelslab_default"
+    assert op.api_version == "v6"
+    assert op.deferrable is False  # [operators] default_deferrable is false by default
+    assert json.loads(json.dumps(op.poll_policy)) == op.poll_policy
+
+
+def test_importing_the_sensor_does_not_import_http_libraries() -> None:
+    code = (
+        "import sys; import modelslab_provider.sensors.video; "
+        "print(sorted(m for m in ('requests', 'aiohttp') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
+    assert out.stdout.strip() == "[]"
