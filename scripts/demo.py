@@ -33,6 +33,7 @@ REAL_API = "https://modelslab.com"
 #: the simulator accepts any key that does not start with "invalid"; this one is not a secret
 SIMULATOR_KEY = "demo-key-not-secret"
 URL_LINE = re.compile(r"listening on (http://\S+)")
+URI = re.compile(r"^[a-z][a-z0-9+.-]*://\S+$", re.I)
 
 
 class DemoError(Exception):
@@ -168,8 +169,9 @@ def tail(path: Path, lines: int = 40) -> str:
 
 
 def _walk_urls(value: Any) -> Iterator[str]:
+    """Every URL or URI (``https://...``, ``file://...``, ``s3://...``) in a JSON value."""
     if isinstance(value, str):
-        if value.startswith(("http://", "https://")):
+        if URI.match(value):
             yield value
     elif isinstance(value, dict):
         for item in value.values():
@@ -180,7 +182,7 @@ def _walk_urls(value: Any) -> Iterator[str]:
 
 
 def output_urls(home: Path, dag_id: str) -> tuple[str | None, dict[str, list[str]]]:
-    """URLs in the ``return_value`` XComs of the DAG's latest run, by task id."""
+    """URLs in the ``return_value`` XComs of the DAG's latest run, by task id (outputs and stored copies)."""
     with sqlite3.connect(home / "airflow.db") as db:
         row = db.execute(
             "SELECT run_id, state FROM dag_run WHERE dag_id=? ORDER BY id DESC LIMIT 1", (dag_id,)
