@@ -117,12 +117,29 @@ def test_get_provider_info_is_cheap_to_import() -> None:
     assert json.loads(loaded) == []
 
 
-def test_hook_and_client_import_no_http_library() -> None:
-    loaded = run_python(
-        "import json, sys; import modelslab_provider.hooks.modelslab, modelslab_provider.client; "
-        "print(json.dumps(sorted(n for n in ('requests', 'aiohttp') if n in sys.modules)))"
+#: one fresh interpreter answers two questions (an Airflow import costs seconds): which HTTP libraries
+#: importing the hook and the client pulls in, then what the UI's hook_meta service says about us
+_FRESH_PROCESS_PROBE = """
+import json, sys
+import modelslab_provider.hooks.modelslab, modelslab_provider.client
+print(json.dumps(sorted(n for n in ("requests", "aiohttp") if n in sys.modules)))
+from airflow.api_fastapi.core_api.services.ui.connections import HookMetaService
+(meta,) = [m for m in HookMetaService.hook_meta_data() if m.connection_type == "modelslab"]
+print(json.dumps(meta.model_dump(mode="json"), default=str))
+"""
+
+
+@pytest.fixture(scope="module")
+def fresh_process() -> list[Any]:
+    proc = subprocess.run(
+        [sys.executable, "-c", _FRESH_PROCESS_PROBE], capture_output=True, text=True, timeout=120, check=False
     )
-    assert json.loads(loaded) == []
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    return [json.loads(line) for line in proc.stdout.strip().splitlines()[-2:]]
+
+
+def test_hook_and_client_import_no_http_library(fresh_process: list[Any]) -> None:
+    assert fresh_process[0] == []
 
 
 # --------------------------------------------------------------------------- connection form, both ways
@@ -282,15 +299,11 @@ def test_ui_field_behaviour_is_declared_identically(conn_type: dict[str, Any]) -
     assert set(legacy["placeholders"]) <= standard | set(conn_type["conn-fields"])
 
 
-def test_the_ui_shows_our_form_on_this_airflow_version(conn_type: dict[str, Any]) -> None:
+def test_the_ui_shows_our_form_on_this_airflow_version(
+    conn_type: dict[str, Any], fresh_process: list[Any]
+) -> None:
     """What the React connection form receives (``/ui/connections/hook_meta``), on 3.1 and 3.3 alike."""
-    out = run_python(
-        "import json\n"
-        "from airflow.api_fastapi.core_api.services.ui.connections import HookMetaService\n"
-        "(meta,) = [m for m in HookMetaService.hook_meta_data() if m.connection_type == 'modelslab']\n"
-        "print(json.dumps(meta.model_dump(mode='json'), default=str))"
-    )
-    meta = json.loads(out)
+    meta = fresh_process[1]
     assert meta["hook_name"] == "ModelsLab"
     assert meta["hook_class_name"] == "modelslab_provider.hooks.modelslab.ModelsLabHook"
     fields = conn_type["conn-fields"]
