@@ -6,6 +6,7 @@ Used by every integration test: ``airflow dags test`` runs a DAG file end to end
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sqlite3
@@ -139,3 +140,140 @@ def run_dag_test(
             )
         }
     return DagRunResult(dag_id, run_id, proc.returncode, output, home, states)
+
+
+# --------------------------------------------------------------------------- live components
+# A real scheduler, triggerer, dag-processor and execution API server on one throwaway
+# AIRFLOW_HOME (LocalExecutor, SQLite), for tests that need what ``dags test`` fakes (deferral
+# to a separate triggerer, worker slots). Use ``with AirflowComponents(...) as af:`` or a fixture
+# whose finalizer calls ``stop()``: every process is killed, whatever the test does.
+
+COMPONENTS: dict[str, list[str]] = {
+    "scheduler": ["scheduler"],
+    "triggerer": ["triggerer"],
+    "dag-processor": ["dag-processor"],
+    "api-server": ["api-server", "--apps", "execution", "-H", "127.0.0.1", "-w", "1"],
+}
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def live_env(
+    home: Path, sim_url: str | None, *, api_port: int, parallelism: int = 2, **overrides: str
+) -> dict[str, str]:
+    """``airflow_env`` plus what components need to work together quickly on one machine."""
+    base = f"http://127.0.0.1:{api_port}"
+    return airflow_env(
+        home,
+        sim_url,
+        **{
+            "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+            "AIRFLOW__CORE__PARALLELISM": str(parallelism),
+            "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
+            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{base}/execution/",
+            "AIRFLOW__API__BASE_URL": base,
+            "AIRFLOW__API__PORT": str(api_port),
+            "AIRFLOW__API_AUTH__JWT_SECRET": "integration-tests-only-" + "0" * 32,
+            "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "1",
+            "AIRFLOW__SCHEDULER__TRIGGER_TIMEOUT_CHECK_INTERVAL": "2",
+            "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "2",
+            "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "5",
+            "AIRFLOW__TRIGGERER__JOB_HEARTBEAT_SEC": "1",
+            **overrides,
+        },
+    )
+
+
+@dataclass
+class AirflowComponents:
+    """Start, watch and stop long-running Airflow components, each in its own process group."""
+
+    home: Path
+    env: dict[str, str]
+    procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+
+    def start(self, *names: str) -> None:
+        for name in names:
+            log = open(self.home / f"{name}.log", "wb")  # noqa: SIM115  (closed with the process)
+            self.procs[name] = subprocess.Popen(
+                [AIRFLOW, *COMPONENTS[name]],
+                env=self.env,
+                cwd=self.home,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+            log.close()
+
+    def stop(self, timeout: float = 15) -> None:
+        """SIGTERM each component's process group, then SIGKILL what is left."""
+        import signal
+        import time
+
+        for proc in self.procs.values():
+            _signal_group(proc, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        for proc in self.procs.values():
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=max(deadline - time.monotonic(), 0.1))
+            _signal_group(proc, signal.SIGKILL)  # also reaps children left in the group
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=5)
+        self.procs.clear()
+
+    def log(self, name: str) -> str:
+        path = self.home / f"{name}.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    def logs_tail(self, chars: int = 3000) -> str:
+        return "\n".join(f"--- {n} ---\n{self.log(n)[-chars:]}" for n in self.procs)
+
+    def check_alive(self) -> None:
+        dead = {n: p.returncode for n, p in self.procs.items() if p.poll() is not None}
+        if dead:
+            raise AssertionError(f"Airflow components exited: {dead}\n{self.logs_tail()}")
+
+    def airflow(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        """One Airflow CLI command with the components' environment."""
+        return subprocess.run(
+            [AIRFLOW, *args], env=self.env, cwd=self.home, capture_output=True, text=True, timeout=timeout
+        )
+
+    def query(self, sql: str, *params: Any) -> list[tuple[Any, ...]]:
+        with sqlite3.connect(self.home / "airflow.db", timeout=30) as db:
+            return db.execute(sql, params).fetchall()
+
+    def wait_until(self, what: str, check: Any, timeout: float, interval: float = 0.5) -> Any:
+        """Call ``check()`` until it returns something truthy; fail with the logs after ``timeout``."""
+        import time
+
+        deadline = time.monotonic() + timeout
+        while True:
+            self.check_alive()
+            try:
+                value = check()
+            except sqlite3.OperationalError:  # table not there yet, or the DB is busy
+                value = None
+            if value:
+                return value
+            if time.monotonic() > deadline:
+                raise AssertionError(f"timed out after {timeout} s waiting for {what}\n{self.logs_tail()}")
+            time.sleep(interval)
+
+    def __enter__(self) -> AirflowComponents:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+
+def _signal_group(proc: subprocess.Popen[bytes], sig: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, sig)
