@@ -188,7 +188,10 @@ class ModelsLabHook(BaseHook):
         try:
             balance = self.wallet_balance()
         except ModelsLabAuthError as exc:
-            return False, f"{exc} Check the API Key of connection {self.modelslab_conn_id!r}."
+            return (
+                False,
+                f"{str(exc).rstrip('.')}. Check the API Key of connection {self.modelslab_conn_id!r}.",
+            )
         except ModelsLabError as exc:
             return False, str(exc)
         except Exception as exc:  # the UI shows this text; never a traceback with internals
