@@ -86,7 +86,8 @@ class DagRunResult:
     def tries(self, task_id: str, map_index: int = -1) -> int:
         with sqlite3.connect(self.home / "airflow.db") as db:
             row = db.execute(
-                "SELECT try_number FROM task_instance WHERE dag_id=? AND run_id=? AND task_id=? AND map_index=?",
+                "SELECT try_number FROM task_instance"
+                " WHERE dag_id=? AND run_id=? AND task_id=? AND map_index=?",
                 (self.dag_id, self.run_id, task_id, map_index),
             ).fetchone()
         return int(row[0]) if row else 0
@@ -94,7 +95,8 @@ class DagRunResult:
     def assert_state(self, task_id: str, expected: str, map_index: int = -1) -> None:
         actual = self.state(task_id, map_index)
         assert actual == expected, (
-            f"{task_id}[{map_index}] is {actual}, expected {expected}\n--- output tail ---\n{self.output[-6000:]}"
+            f"{task_id}[{map_index}] is {actual}, expected {expected}\n"
+            f"--- output tail ---\n{self.output[-6000:]}"
         )
 
 
