@@ -50,6 +50,22 @@ def shared_session() -> aiohttp.ClientSession:
     return session
 
 
+_leases: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, int] = weakref.WeakKeyDictionary()
+
+
+async def _acquire() -> None:
+    loop = asyncio.get_running_loop()
+    _leases[loop] = _leases.get(loop, 0) + 1
+
+
+async def _release() -> None:
+    """Close the pool when its last user is done, so a short-lived loop leaves no open session."""
+    loop = asyncio.get_running_loop()
+    _leases[loop] = max(_leases.get(loop, 1) - 1, 0)
+    if _leases[loop] == 0:
+        await close_shared_session()
+
+
 async def close_shared_session() -> None:
     """Close the running loop's pooled session (tests and benchmarks call this at the end)."""
     session = _sessions.pop(asyncio.get_running_loop(), None)
@@ -75,6 +91,16 @@ class AsyncModelsLabClient:
 
     def __repr__(self) -> str:
         return f"AsyncModelsLabClient(base_url={self.settings.base_url!r})"
+
+    async def __aenter__(self) -> AsyncModelsLabClient:
+        """Hold the loop's pooled session for a whole wait; the last holder to leave closes it."""
+        if self._session is None:
+            await _acquire()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        if self._session is None:
+            await _release()
 
     async def submit(self, endpoint: str, payload: Mapping[str, Any]) -> VideoResult:
         return await self._send(core.build_submit(self.settings, endpoint, payload), core.normalise_response)

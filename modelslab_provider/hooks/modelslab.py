@@ -177,8 +177,8 @@ class ModelsLabHook(BaseHook):
     async def afetch(
         self, request_id: Any, api_version: str = V6, fetch_url: str | None = None
     ) -> VideoResult:
-        client = await self.aget_client()
-        return await client.fetch(request_id, api_version, fetch_url)
+        async with await self.aget_client() as client:
+            return await client.fetch(request_id, api_version, fetch_url)
 
     def wallet_balance(self) -> Balance:
         return self.client.wallet_balance()

@@ -13,7 +13,7 @@ import dataclasses
 import random
 import time
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airflow.providers.common.compat.sdk import AirflowException, AirflowFailException
 from airflow.triggers.base import BaseTrigger, TriggerEvent
@@ -30,6 +30,9 @@ from modelslab_provider.client.errors import (
     ModelsLabTimeoutError,
 )
 from modelslab_provider.client.policy import Action, PollPolicy, WaitTracker
+
+if TYPE_CHECKING:
+    from modelslab_provider.client.aio import AsyncModelsLabClient
 
 CLASSPATH = "modelslab_provider.triggers.video.VideoFetchTrigger"
 
@@ -145,6 +148,10 @@ class VideoFetchTrigger(BaseTrigger):
         if tracker.timed_out(now):
             return self._timeout_event(tracker, now)
         client = await ModelsLabHook(modelslab_conn_id=self.modelslab_conn_id).aget_client()
+        async with client:
+            return await self._poll(client, tracker)
+
+    async def _poll(self, client: AsyncModelsLabClient, tracker: WaitTracker) -> dict[str, Any]:
         self._secret = client.settings.api_key
         # after a transient error, the first retry comes no later than the policy's usual pace
         tracker.retry = dataclasses.replace(
@@ -190,7 +197,7 @@ class VideoFetchTrigger(BaseTrigger):
                 self._log_progress(tracker, result, decision.delay)
             delay = decision.delay
 
-    async def _fetch_before_deadline(self, client: Any, tracker: WaitTracker) -> VideoResult:
+    async def _fetch_before_deadline(self, client: AsyncModelsLabClient, tracker: WaitTracker) -> VideoResult:
         """One fetch (with the client's retries), cut short at the deadline."""
         if tracker.deadline is None:
             return await client.fetch(self.request_id, self.api_version, self.fetch_url)
