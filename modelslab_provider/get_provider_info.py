@@ -28,7 +28,13 @@ def get_provider_info() -> dict[str, Any]:
             {"integration-name": "ModelsLab", "python-modules": ["modelslab_provider.hooks.modelslab"]}
         ],
         "operators": [
-            {"integration-name": "ModelsLab", "python-modules": ["modelslab_provider.operators.video"]}
+            {
+                "integration-name": "ModelsLab",
+                "python-modules": [
+                    "modelslab_provider.operators.video",
+                    "modelslab_provider.operators.storage",
+                ],
+            }
         ],
         "sensors": [
             {"integration-name": "ModelsLab", "python-modules": ["modelslab_provider.sensors.video"]}
