@@ -318,7 +318,9 @@ class ModelsLabStoreVideosOperator(BaseOperator):
     def execute(self, context: Context) -> list[str]:
         urls = source_urls(self.urls)
         folder = self.destination_path()
-        request_id = str(self.request_id).strip() if self.request_id not in (None, "") else None
+        # a template pulling a missing XCom renders "None": name the files from their URLs then
+        rendered = str(self.request_id).strip() if self.request_id is not None else ""
+        request_id = rendered if rendered not in ("", "None") else None
         policy = RetryPolicy(
             max_attempts=self.download_attempts,
             initial_delay=self.retry_initial_delay,

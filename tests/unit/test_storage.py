@@ -266,6 +266,14 @@ def test_copies_and_returns_uris_files_xcom_and_sends_no_credentials(
         assert headers["User-Agent"].startswith("airflow-provider-modelslab/")
 
 
+def test_a_request_id_template_that_rendered_none_falls_back_to_url_names(
+    server: tuple[str, Script], tmp_path: Path
+) -> None:
+    base, _ = server
+    uris = store([f"{base}/ok.mp4"], f"file://{tmp_path}/v", request_id="None").execute(make_context())
+    assert uris == [f"file://{tmp_path}/v/ok.mp4"]
+
+
 def test_a_rerun_overwrites_rather_than_duplicates(server: tuple[str, Script], tmp_path: Path) -> None:
     base, _ = server
     dest = tmp_path / "v"
