@@ -58,8 +58,10 @@ class PollPolicy:
     tuned for ETAs up to 25 % off either way (first poll before the job can be done, pace held
     until 4/3 of the ETA). Without an ETA, polls come every ``interval`` (a steady pace beats a
     growing one at equal cost when durations are spread evenly), widening by ``growth`` of the
-    time past ``patience``. Waits stay within [min_interval, max_interval], except that the wait
-    for a far ETA may reach ``max_eta_wait``. ``benchmarks/polling.py`` measures these defaults.
+    time past ``patience``. A jitter draw shortens each wait by up to ``spread`` of it, so
+    triggers started together do not keep polling in lockstep (bursts stall the triggerer's event
+    loop). Waits stay within [min_interval, max_interval], except that the wait for a far ETA may
+    reach ``max_eta_wait``. ``benchmarks/polling.py`` measures these defaults.
     """
 
     min_interval: float = 5.0
@@ -69,6 +71,7 @@ class PollPolicy:
     interval: float = 15.0
     growth: float = 0.15
     patience: float = 600.0
+    spread: float = 0.1
     max_eta_wait: float = 900.0
     max_empty_success_polls: int = 5
 
@@ -80,19 +83,25 @@ class PollPolicy:
             )
         if not 0.5 < self.eta_lead <= 1:
             raise ValueError(f"eta_lead must be in (0.5, 1], got {self.eta_lead}")
+        if not 0 <= self.spread < 1:
+            raise ValueError(f"spread must be in [0, 1), got {self.spread}")
 
-    def next_delay(self, *, elapsed: float, eta: float | None, remaining: float | None = None) -> float:
+    def next_delay(
+        self, *, elapsed: float, eta: float | None, remaining: float | None = None, jitter: float = 0.0
+    ) -> float:
+        """Seconds until the next poll; ``jitter`` is a draw from [0, 1) (0 = no jitter)."""
         elapsed = max(elapsed, 0.0)
+        shorten = 1 - self.spread * min(max(jitter, 0.0), 1.0)
         if eta is not None and eta > 0:
             expected = eta * self.eta_lead
             step = self._clamp(min(self.eta_step * eta, self.interval))
             if elapsed < expected:
-                delay = min(max(expected - elapsed, self.min_interval), self.max_eta_wait)
+                delay = min(max((expected - elapsed) * shorten, self.min_interval), self.max_eta_wait)
             else:
                 overrun = elapsed - eta / (2 - 1 / self.eta_lead)
-                delay = self._clamp(step + self.growth * max(overrun, 0.0))
+                delay = self._clamp((step + self.growth * max(overrun, 0.0)) * shorten)
         else:
-            delay = self._clamp(self.interval + self.growth * max(elapsed - self.patience, 0.0))
+            delay = self._clamp((self.interval + self.growth * max(elapsed - self.patience, 0.0)) * shorten)
         if remaining is not None:
             delay = min(delay, max(remaining, 0.0))
         return delay
@@ -109,6 +118,7 @@ class PollPolicy:
             "interval": self.interval,
             "growth": self.growth,
             "patience": self.patience,
+            "spread": self.spread,
             "max_eta_wait": self.max_eta_wait,
             "max_empty_success_polls": self.max_empty_success_polls,
         }
@@ -178,7 +188,9 @@ class WaitTracker:
                     ),
                 )
             return self._wait(now, self.poll.min_interval)
-        return self._wait(now, self.poll.next_delay(elapsed=now - self.started_at, eta=self.eta))
+        return self._wait(
+            now, self.poll.next_delay(elapsed=now - self.started_at, eta=self.eta, jitter=jitter)
+        )
 
     def on_error(self, error: BaseException, now: float, jitter: float = 0.0) -> Decision:
         """Transient errors never end the wait (only the deadline does); the rest fail at once."""
@@ -190,10 +202,10 @@ class WaitTracker:
             return Decision(Action.FAIL, error=error)
         raise error
 
-    def first_delay(self, now: float) -> float:
-        """How long to wait before the first poll after submission."""
+    def first_delay(self, now: float, jitter: float = 0.0) -> float:
+        """How long to wait before the first poll after submission (``jitter`` as in ``next_delay``)."""
         return self.poll.next_delay(
-            elapsed=now - self.started_at, eta=self.eta, remaining=self._remaining(now)
+            elapsed=now - self.started_at, eta=self.eta, remaining=self._remaining(now), jitter=jitter
         )
 
     def timed_out(self, now: float) -> bool:
