@@ -1,0 +1,372 @@
+"""The fault matrix: one row per fault, one column per way of waiting for a video.
+
+This module is the single source of truth. ``dags/faults_matrix.py`` builds one task per cell
+from it, ``test_fault_matrix.py`` asserts every cell against it, and ``tests/FAULT_MATRIX.md`` is
+rendered from it (``python -m tests.integration.reliability.matrix`` rewrites the file; a test
+fails when the committed table is out of date).
+
+Counting API calls: ``fetches`` is the number of ``POST .../fetch/<id>`` requests the simulator
+received for the cell's own job, faulted ones and client-level retries included. Most faults
+are tied to the job's fetch number (``polls=3 fault=500 fault_on=2,3``: fetch 1 answers
+"processing", fetches 2 and 3 fail, the job is ready from fetch 3 on), so the count does not
+depend on timing or on which layer retries: it is exact. Each cell's job is its own, and every
+task has ``retries=1``: a cell passes only on its first try (a transient fault never costs a task
+retry; a terminal failure raises ``AirflowFailException`` and skips the retry).
+
+The test connection allows two HTTP attempts per call (``max_retries: 2``) and a 5 s timeout:
+a fault on two fetches in a row therefore exhausts the client's own retry and reaches the
+sensor, trigger or operator wait loop, so both layers are exercised.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+#: connection extra used by every matrix run
+CLIENT_TIMEOUT = 5
+CLIENT_RETRIES = 2
+CONNECTION_EXTRA = {"timeout": CLIENT_TIMEOUT, "max_retries": CLIENT_RETRIES}
+
+TABLE_FILE = Path(__file__).resolve().parents[2] / "FAULT_MATRIX.md"
+
+
+@dataclass(frozen=True)
+class Column:
+    key: str
+    title: str
+    kind: str  # "sensor" or "operator"
+    deferred: bool
+
+
+COLUMNS = (
+    Column("poke", "Sensor poke", "sensor", False),
+    Column("reschedule", "Sensor reschedule", "sensor", False),
+    Column("deferrable", "Sensor deferrable", "sensor", True),
+    Column("op_sync", "Operator sync", "operator", False),
+    Column("op_deferred", "Operator deferred", "operator", True),
+)
+COLUMN_KEYS = tuple(c.key for c in COLUMNS)
+COLUMN = {c.key: c for c in COLUMNS}
+DEFERRED = tuple(c.key for c in COLUMNS if c.deferred)
+
+#: how a row is run: in one ``airflow dags test`` per column, against a simulator process the
+#: test stops and restarts, or under a real scheduler + triggerer whose triggerer is restarted
+DAGS_TEST, SIM_RESTART, TRIGGERER_RESTART = "dags_test", "sim_restart", "triggerer_restart"
+
+
+@dataclass(frozen=True)
+class Fault:
+    key: str
+    title: str
+    #: the simulator scenario of the cell's job (a ``[sim:...]`` marker in the prompt)
+    scenario: str
+    #: ``success`` or ``failed`` (the task's final state, always on its first try)
+    outcome: str
+    #: fetches of the job the simulator must see: exact (int) or an inclusive (low, high) bound
+    fetches: int | tuple[int, int]
+    #: text the task's log must contain (any one of a tuple): how the fault was seen and handled
+    message: str | tuple[str, ...]
+    runner: str = DAGS_TEST
+    columns: tuple[str, ...] = COLUMN_KEYS
+    #: GETs of the output file by the store step (``ModelsLabStoreVideosOperator``), inclusive,
+    #: and what the store step's log must contain
+    files: tuple[int, int] | None = None
+    store_message: str = ""
+    #: per-column replacement of ``message`` (log wording differs between sensor and operator)
+    message_by_column: dict[str, str | tuple[str, ...]] = field(default_factory=dict)
+    note: str = ""
+
+    def message_for(self, column: str) -> tuple[str, ...]:
+        msg = self.message_by_column.get(column, self.message)
+        return (msg,) if isinstance(msg, str) else msg
+
+    def fetches_ok(self, count: int) -> bool:
+        if isinstance(self.fetches, int):
+            return count == self.fetches
+        low, high = self.fetches
+        return low <= count <= high
+
+
+def _transient(kind: str, extra: str = "") -> str:
+    return f"polls=3 eta=1 fault={kind} fault_on=2,3{extra}"
+
+
+FAULTS: tuple[Fault, ...] = (
+    *(
+        Fault(
+            f"http{code}",
+            f"HTTP {code}, HTML body",
+            _transient(str(code)),
+            "success",
+            4,
+            f"HTTP {code} with an HTML error page",
+            note="fetch 1 running, 2 and 3 faulted, 4 ready" if code == 500 else "",
+        )
+        for code in (500, 502, 503, 520, 524)
+    ),
+    Fault("empty", "Empty body (HTTP 200)", _transient("empty"), "success", 4, "HTTP 200 with an empty body"),
+    Fault(
+        "truncated", "Truncated JSON", _transient("truncated"), "success", 4, "a body that is not valid JSON"
+    ),
+    Fault(
+        "slow",
+        f"Slower than the client timeout ({CLIENT_TIMEOUT} s)",
+        # ready from fetch 4: a slow reply is computed when it is finally sent, so with ``polls=3``
+        # the late (unread) answer to fetch 3 would already be the terminal one
+        "polls=4 eta=1 fault=slow fault_on=2,3 slow_s=7",
+        "success",
+        4,
+        f"did not answer within {CLIENT_TIMEOUT} s",
+    ),
+    Fault("drop", "Dropped connection", _transient("drop"), "success", 4, "Connection to ModelsLab failed"),
+    Fault(
+        "rate429",
+        "HTTP 429 with `retry_after`",
+        _transient("429", " retry_after=1"),
+        "success",
+        4,
+        "rate limit (HTTP 429): Too many requests",
+    ),
+    Fault(
+        "rate429bare",
+        "HTTP 429 without `retry_after`",
+        _transient("429bare"),
+        "success",
+        4,
+        "rate limit (HTTP 429): too many requests",
+    ),
+    Fault(
+        "ratelimit200",
+        "Rate-limit message in an HTTP 200",
+        _transient("ratelimit200", " retry_after=1"),
+        "success",
+        4,
+        "try again in 1 seconds",
+    ),
+    Fault(
+        "unknown",
+        "Unknown status",
+        _transient("unknown"),
+        "success",
+        4,
+        "unknown status 'weird_state'",
+        note="logged, treated as running",
+    ),
+    Fault(
+        "error",
+        "Terminal `error`",
+        "polls=2 eta=1 outcome=error",
+        "failed",
+        2,
+        "Generation failed: simulated error",
+    ),
+    Fault(
+        "failed",
+        "Terminal `failed`",
+        "polls=2 eta=1 outcome=failed",
+        "failed",
+        2,
+        "Processing failed: simulated failure",
+    ),
+    Fault(
+        "messege",
+        "Terminal `failed` with the message in `messege`",
+        "polls=2 eta=1 outcome=failed messege=1",
+        "failed",
+        2,
+        "Processing failed: simulated failure",
+    ),
+    Fault(
+        "no_urls",
+        "`success` without URLs, never filled",
+        "polls=2 eta=1 empty_polls=-1",
+        "failed",
+        7,
+        "sent no output URL in 6 polls",
+        note="bounded: 5 empty successes allowed (PollPolicy.max_empty_success_polls)",
+    ),
+    Fault(
+        "late_urls",
+        "`success` without URLs, filled in later",
+        "polls=2 eta=1 empty_polls=2",
+        "success",
+        4,
+        "but no output URL yet",
+        message_by_column={"op_sync": "without output URLs yet"},
+    ),
+    Fault(
+        "not_found",
+        "Expired request id (not found)",
+        "polls=3 eta=1 fault=notfound fault_on=2,3,4,5,6,7,8,9,10",
+        "failed",
+        2,
+        "Request not found",
+        note="no retry storm: the first not-found ends the wait",
+    ),
+    Fault(
+        "file_404",
+        "Output file 404s, then appears (store step)",
+        "polls=2 eta=1 file_delay=2",
+        "success",
+        2,
+        "output URL(s)",
+        files=(2, 8),
+        store_message="HTTP 404 from",
+        note="the wait succeeds; the store step (ModelsLabStoreVideosOperator) retries the 404 until "
+        "the file exists, then copies it",
+    ),
+    Fault(
+        "sim_restart",
+        "Simulator stopped and restarted mid-wait",
+        "polls=2 eta=1",
+        "success",
+        3,
+        ("Could not connect to ModelsLab", "Connection to ModelsLab failed"),
+        runner=SIM_RESTART,
+        note="killed after the job's 1st fetch, down for 3 s, restarted on the same port with its "
+        "jobs; 1 fetch before, 2 after",
+    ),
+    Fault(
+        "triggerer_restart",
+        "Triggerer restarted mid-wait",
+        "duration=3600 eta=2",
+        "success",
+        (2, 90),
+        "Waiting for ModelsLab request",
+        runner=TRIGGERER_RESTART,
+        columns=DEFERRED,
+        note="real scheduler + triggerer; the job is completed by the test after the new triggerer "
+        "polled it; 1 submit, 1 event, 0 fetches after success",
+    ),
+)
+FAULT = {f.key: f for f in FAULTS}
+
+
+@dataclass(frozen=True)
+class DagSpec:
+    """One DAG of the matrix: which cells it holds and how fast its tasks poll."""
+
+    dag_id: str
+    columns: tuple[str, ...]
+    faults: tuple[str, ...]
+    #: poll interval of sensors and operators (and poke interval), seconds
+    pace: float = 0.5
+    #: run the cells strictly one after the other (else in any order, waits may interleave)
+    chain: bool = False
+
+    def cells(self) -> list[tuple[str, str]]:
+        return [(f, c) for f in self.faults for c in self.columns if c in FAULT[f].columns]
+
+
+DAGS_TEST_FAULTS = tuple(f.key for f in FAULTS if f.runner == DAGS_TEST)
+DAG_SPECS: tuple[DagSpec, ...] = (
+    *(DagSpec(f"faults_{c}", (c,), DAGS_TEST_FAULTS) for c in COLUMN_KEYS),
+    # a 2 s pace leaves the test time to stop the simulator between a job's 1st and 2nd fetch;
+    # its cells run one after the other, so each one meets its own outage
+    DagSpec("faults_sim_restart", COLUMN_KEYS, ("sim_restart",), pace=2.0, chain=True),
+    DagSpec("faults_triggerer_restart", DEFERRED, ("triggerer_restart",), pace=1.0),
+)
+DAG_SPEC = {d.dag_id: d for d in DAG_SPECS}
+
+
+def task_id(fault: str, column: str) -> str:
+    return f"{column}__{fault}"
+
+
+def store_task_id(fault: str, column: str) -> str:
+    return f"store__{column}__{fault}"
+
+
+def prompt(dag_id: str, fault: str, column: str) -> str:
+    """The prompt of a cell's job: names the cell (to find its submit) and carries the scenario."""
+    return f"fault matrix {dag_id}/{task_id(fault, column)} [sim:{FAULT[fault].scenario}]"
+
+
+def cells() -> list[tuple[str, str, str]]:
+    """Every (dag_id, fault, column) cell, in table order."""
+    spec_of = {(f, c): d.dag_id for d in DAG_SPECS for f, c in d.cells()}
+    return [(spec_of[(f.key, c)], f.key, c) for f in FAULTS for c in COLUMN_KEYS if c in f.columns]
+
+
+# --------------------------------------------------------------------------- the table
+
+
+def _calls(fault: Fault) -> str:
+    if isinstance(fault.fetches, int):
+        text = f"{fault.fetches} fetches"
+    else:
+        text = f"{fault.fetches[0]}-{fault.fetches[1]} fetches"
+    if fault.files:
+        text += f"; {fault.files[0]}-{fault.files[1]} file GETs (first 404, last 200)"
+    return text
+
+
+def _outcome(fault: Fault) -> str:
+    messages = " / ".join(f"`{m}`" for m in fault.message_for(fault.columns[0]))
+    if fault.outcome == "success":
+        head = "success, 1st try"
+        shown = f"log: {messages}"
+    else:
+        head = "**fails at once** (`AirflowFailException`, retry skipped)"
+        shown = f"message: {messages}"
+    if fault.store_message:
+        shown += f"; store log: `{fault.store_message}`"
+    tail = f"; {fault.note}" if fault.note else ""
+    return f"{head}; {shown}{tail}"
+
+
+def render() -> str:
+    """The markdown table, generated from ``FAULTS`` and ``COLUMNS``."""
+    head = [
+        "# Fault matrix",
+        "",
+        "Generated from `tests/integration/reliability/matrix.py` by",
+        "`python -m tests.integration.reliability.matrix`; `tests/integration/test_fault_matrix.py`",
+        "runs every ticked cell in a real Airflow run against the simulator and asserts the outcome",
+        "and the API calls stated here (and fails if this file is not up to date).",
+        "",
+        f"Connection: `timeout: {CLIENT_TIMEOUT}`, `max_retries: {CLIENT_RETRIES}` (one client-level "
+        "retry, so a fault on two fetches in a row also reaches the sensor/trigger/operator wait "
+        "loop). Every task has `retries=1` and must end on its first try. API calls are the "
+        "`POST .../fetch/<id>` requests the simulator saw for the cell's job (faulted ones and "
+        "client retries included); every operator cell also makes exactly 1 submit, and no cell "
+        "fetches after the terminal answer.",
+        "",
+    ]
+    titles = [c.title for c in COLUMNS]
+    lines = [
+        "| # | Fault | Simulator scenario | Expected outcome | API calls | " + " | ".join(titles) + " |",
+        "|---|---|---|---|---|" + "---|" * len(titles),
+    ]
+    for number, fault in enumerate(FAULTS, 1):
+        ticks = []
+        for column in COLUMN_KEYS:
+            if column not in fault.columns:
+                ticks.append("n/a")
+            else:
+                override = fault.message_by_column.get(column)
+                ticks.append("✓" if override is None else f"✓ (log: `{override}`)")
+        lines.append(
+            f"| {number} | {fault.title} | `{fault.scenario}` | {_outcome(fault)} | {_calls(fault)} | "
+            + " | ".join(ticks)
+            + " |"
+        )
+    total = len(cells())
+    survived = sum(1 for _, f, _ in cells() if FAULT[f].outcome == "success")
+    foot = [
+        "",
+        f"{len(FAULTS)} rows, {total} cells: {survived} end in success despite the fault, "
+        f"{total - survived} fail at once with the API's message (no retry).",
+        "",
+    ]
+    return "\n".join(head + lines + foot)
+
+
+def main() -> None:
+    TABLE_FILE.write_text(render())
+    print(f"wrote {TABLE_FILE}")
+
+
+if __name__ == "__main__":
+    main()
