@@ -23,12 +23,16 @@ CONN_FIELDS: dict[str, dict[str, Any]] = {
         "schema": {"type": ["integer", "null"], "minimum": 1, "maximum": 10, "default": 4},
     },
 }
+# ``port`` stays visible although the Base URL can carry one: Airflow 3.3.1-3.3.2's Test button is
+# refused ("Bad Request") for any connection whose port is empty (apache/airflow#73298), so users
+# of those versions fill in 443. The hook appends it to a Base URL that has no port of its own.
 UI_FIELD_BEHAVIOUR: dict[str, Any] = {
-    "hidden_fields": ["schema", "login", "port", "extra"],
+    "hidden_fields": ["schema", "login", "extra"],
     "relabeling": {"password": "API Key", "host": "Base URL"},
     "placeholders": {
         "host": DEFAULT_BASE_URL,
         "password": "your ModelsLab API key",
+        "port": "443",
         "timeout": str(int(DEFAULT_TIMEOUT)),
         "max_retries": "4",
     },
