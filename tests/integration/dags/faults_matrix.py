@@ -85,7 +85,7 @@ def build(spec: DagSpec) -> DAG:
                     task_id=tid,
                     request_id="{{ ti.xcom_pull('submit')['" + tid + "'] }}",
                     poke_interval=spec.pace,
-                    timeout=120,
+                    timeout=spec.timeout,
                     poll_policy=poll_policy(spec.pace),
                     **mode,
                     **extra,
@@ -99,7 +99,7 @@ def build(spec: DagSpec) -> DAG:
                     deferrable=COLUMN[column].deferred,
                     poll_interval=spec.pace,
                     max_poll_interval=max(2.0, 2 * spec.pace),
-                    timeout=120,
+                    timeout=spec.timeout,
                     **extra,
                 )
             if fault == "file_404":

@@ -232,7 +232,7 @@ FAULTS: tuple[Fault, ...] = (
         "Triggerer restarted mid-wait",
         "duration=3600 eta=2",
         "success",
-        (2, 90),
+        (2, 30),
         "Waiting for ModelsLab request",
         runner=TRIGGERER_RESTART,
         columns=DEFERRED,
@@ -254,6 +254,8 @@ class DagSpec:
     pace: float = 0.5
     #: run the cells strictly one after the other (else in any order, waits may interleave)
     chain: bool = False
+    #: the sensors' and operators' ``timeout``, seconds
+    timeout: float = 120
 
     def cells(self) -> list[tuple[str, str]]:
         return [(f, c) for f in self.faults for c in self.columns if c in FAULT[f].columns]
@@ -265,7 +267,7 @@ DAG_SPECS: tuple[DagSpec, ...] = (
     # a 2 s pace leaves the test time to stop the simulator between a job's 1st and 2nd fetch;
     # its cells run one after the other, so each one meets its own outage
     DagSpec("faults_sim_restart", COLUMN_KEYS, ("sim_restart",), pace=2.0, chain=True),
-    DagSpec("faults_triggerer_restart", DEFERRED, ("triggerer_restart",), pace=1.0),
+    DagSpec("faults_triggerer_restart", DEFERRED, ("triggerer_restart",), pace=1.0, timeout=900),
 )
 DAG_SPEC = {d.dag_id: d for d in DAG_SPECS}
 
