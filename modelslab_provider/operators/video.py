@@ -187,10 +187,9 @@ class ModelsLabVideoOperator(ResumableJobMixin, BaseOperator):
         ``return_value`` is then None.
     :param deferrable: wait in the triggerer instead of the worker (also for queue-full waits);
         defaults to ``[operators] default_deferrable``.
-    :param poll_interval: the steady pause between polls, in seconds. With an ETA from the API
-        the first poll comes shortly before it and polls near it may be closer (never under
-        ``min(5, poll_interval)``); a job that overruns is polled less often, up to
-        ``max_poll_interval``.
+    :param poll_interval: the shortest pause between polls, in seconds. Above it, polls follow
+        the API's ETA (the first one shortly before the video is expected; 15 s apart without
+        an ETA) and thin out while a job overruns, up to ``max_poll_interval``.
     :param max_poll_interval: longest pause between polls, in seconds.
     :param timeout: the task's time budget per try (seconds or timedelta), counted from the
         start of the try: queue-full waits and the wait for the video must end within it.
@@ -213,7 +212,7 @@ class ModelsLabVideoOperator(ResumableJobMixin, BaseOperator):
         modelslab_conn_id: str = ModelsLabHook.default_conn_name,
         wait_for_completion: bool = True,
         deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
-        poll_interval: float = 15.0,
+        poll_interval: float = 5.0,
         max_poll_interval: float = 60.0,
         timeout: float | timedelta = 3600.0,
         **kwargs: Any,
@@ -273,10 +272,10 @@ class ModelsLabVideoOperator(ResumableJobMixin, BaseOperator):
         self._rate_limit_attempts = rate_limit_attempts
 
     def _poll_policy(self) -> PollPolicy:
-        """``poll_interval`` is the steady pace; near the ETA polls may come faster, down to 5 s."""
+        """``poll_interval`` is the floor; the ETA-aware policy decides everything above it."""
         return PollPolicy(
-            min_interval=min(PollPolicy.min_interval, self.poll_interval),
-            interval=self.poll_interval,
+            min_interval=self.poll_interval,
+            interval=max(PollPolicy.interval, self.poll_interval),
             max_interval=self.max_poll_interval,
         )
 
@@ -291,12 +290,26 @@ class ModelsLabVideoOperator(ResumableJobMixin, BaseOperator):
         context: Context,
         event: Any = None,
         *,
-        deadline: float,
+        deadline: float | None = None,
         rate_limit_attempts: int = 0,
     ) -> list[str] | None:
-        """Resume after a deferred queue-full wait: try the submit again, same budget."""
+        """Resume after a deferred queue-full wait: try the submit again, within the same budget."""
+        if deadline is None:
+            # ``airflow dags test`` resumes with the event alone and drops the defer kwargs
+            deadline = self._try_deadline(context)
         self._prepare(deadline=deadline, rate_limit_attempts=rate_limit_attempts)
+        self.log.info(
+            "Resubmitting to %s after waiting for a queue slot (%.0f s left of the task's timeout)",
+            self.endpoint,
+            max(deadline - time.time(), 0),
+        )
         return self.execute_resumable(context)
+
+    def _try_deadline(self, context: Context) -> float:
+        """The budget's end counted from the start of this try, when nothing else carries it."""
+        start = getattr(context.get("ti"), "start_date", None)
+        started = start.timestamp() if isinstance(start, datetime) else time.time()
+        return min(started, time.time()) + self.timeout
 
     def execute_complete(self, context: Context, event: Any = None) -> list[str]:
         """Resume after the trigger: check the event and push the outputs."""
@@ -649,6 +662,14 @@ class ModelsLabVideoOperator(ResumableJobMixin, BaseOperator):
         return urls
 
 
+def _no_payload(cls: type, kwargs: dict[str, Any]) -> None:
+    if "payload" in kwargs:
+        raise TypeError(
+            f"{cls.__name__} builds the payload from its arguments; pass extra API parameters as "
+            "parameters={...}, or use ModelsLabVideoOperator(payload=...)"
+        )
+
+
 def _clean(**fields: Any) -> dict[str, Any]:
     return {k: v for k, v in fields.items() if v is not None}
 
@@ -707,6 +728,7 @@ class ModelsLabTextToVideoOperator(ModelsLabVideoOperator):
         endpoint: str = "text2video",
         **kwargs: Any,
     ) -> None:
+        _no_payload(type(self), kwargs)
         super().__init__(endpoint=endpoint, **kwargs)
         self.prompt = prompt
         self.model_id = model_id
@@ -780,6 +802,7 @@ class ModelsLabImageToVideoOperator(ModelsLabVideoOperator):
         endpoint: str = "img2video",
         **kwargs: Any,
     ) -> None:
+        _no_payload(type(self), kwargs)
         super().__init__(endpoint=endpoint, **kwargs)
         self.init_image = init_image
         self.prompt = prompt
