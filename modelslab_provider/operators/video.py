@@ -40,9 +40,9 @@ clear after success, payload changed                   submits again     submits
 * The trigger's kwargs carry the request id and the absolute deadline, so a triggerer restart
   never re-runs the operator on any line.
 * Below 3.3 there is no store that survives a retry (XCom is cleared before each try), and the
-  ``ResumableJobMixin`` from common-compat submits on every try; the operator logs a warning at
-  a timeout that a retry will pay again. Prefer ``deferrable=True`` (nothing to lose when a
-  worker dies) and ``retries=0`` there if a second charge matters.
+  ``ResumableJobMixin`` from common-compat submits on every try; the timeout error says so
+  there. Prefer ``deferrable=True`` (nothing to lose when a worker dies) and ``retries=0`` if
+  a second charge matters.
 * Known gap on 3.3+ (Airflow's own): a worker that dies between the submit's answer and the
   store write submits again on retry.
 * A submit whose outcome is unknown (read timeout, dropped connection, HTTP 524) is never
