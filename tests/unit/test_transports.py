@@ -214,11 +214,13 @@ def test_fetch_fault_on_every_attempt_raises_a_transient_error(
 
 
 def test_read_timeout_on_fetch_is_retried(sim: Simulator, sleeps: Sleeps) -> None:
-    client = ModelsLabClient(settings(sim.url, timeout=0.5), retry=FAST, sleep=sleeps)
-    submitted = client.submit("text2video", prompt("instant=1 fault=slow slow_s=2"))
+    client = ModelsLabClient(settings(sim.url, timeout=1.0), retry=FAST, sleep=sleeps)
+    submitted = client.submit("text2video", prompt("instant=1 fault=slow slow_s=3"))
     result = client.fetch(submitted.request_id)
     assert result.status is Status.DONE
-    assert polls(sim, submitted.request_id) == 2
+    # the slow first answer timed out and was retried (>= so a loaded machine cannot flake it)
+    assert polls(sim, submitted.request_id) >= 2
+    assert sleeps
 
 
 @pytest.mark.parametrize("fault", ["drop", "slow", "524", "empty", "truncated"])
@@ -288,14 +290,14 @@ async def test_async_fetch_fault_is_retried_then_succeeds(
 
 
 async def test_async_timeout_is_retried(sim: Simulator) -> None:
-    aclient = AsyncModelsLabClient(settings(sim.url, timeout=0.5), retry=FAST)
+    aclient = AsyncModelsLabClient(settings(sim.url, timeout=1.0), retry=FAST)
     try:
-        submitted = await aclient.submit("text2video", prompt("instant=1 fault=slow slow_s=2"))
+        submitted = await aclient.submit("text2video", prompt("instant=1 fault=slow slow_s=3"))
         result = await aclient.fetch(submitted.request_id)
     finally:
         await close_shared_session()
     assert result.status is Status.DONE
-    assert polls(sim, submitted.request_id) == 2
+    assert polls(sim, submitted.request_id) >= 2
 
 
 @pytest.mark.parametrize("fault", ["drop", "slow"])
