@@ -440,7 +440,10 @@ class ModelsLabVideoOperator(ResumableJobMixin, BaseOperator):
 
     def _submit(self) -> VideoResult:
         """One paid submission, waiting for a queue slot (within the budget) when the account is full."""
-        client = self._submit_client()
+        try:
+            client = self._submit_client()
+        except ModelsLabError as exc:  # no key, bad base URL: fix the connection, don't retry
+            raise self._failure(exc) from None
         try:
             while True:
                 try:

@@ -409,6 +409,19 @@ def test_bad_key_fails_at_once_naming_the_connection(sim: Simulator, monkeypatch
         text_op().execute(context())
 
 
+@pytest.mark.parametrize(
+    ("conn", "field"),
+    [({"password": ""}, "API Key"), ({"password": KEY, "host": "https://"}, "Base URL")],
+)
+def test_broken_connection_fails_at_once_naming_the_field(
+    conn: dict[str, Any], field: str, sim: Simulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AIRFLOW_CONN_MODELSLAB_DEFAULT", json.dumps({"conn_type": "modelslab", **conn}))
+    with pytest.raises(AirflowFailException, match=field):
+        text_op().execute(context())
+    assert submits(sim) == 0
+
+
 # --------------------------------------------------------------------------- rate limits
 
 
