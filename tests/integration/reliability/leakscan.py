@@ -60,24 +60,24 @@ class LeakScanner:
 
     # ----- primitives ------------------------------------------------------------------------
 
-    def bytes(self, data: bytes, where: str) -> None:
+    def blob(self, data: bytes, where: str) -> None:
         self.scanned["bytes"] += len(data)
         for form, needle in self._forms.items():
             if needle in data:
                 self.hits.append(Hit(where, form))
 
     def text(self, data: str, where: str) -> None:
-        self.bytes(data.encode("utf-8", "surrogateescape"), where)
+        self.blob(data.encode("utf-8", "surrogateescape"), where)
 
     def value(self, value: Any, where: str) -> None:
         """One stored value, raw and in every decoding that applies."""
         if value is None or isinstance(value, int | float):
             return
         data = value if isinstance(value, bytes) else str(value).encode("utf-8", "surrogateescape")
-        self.bytes(data, where)
+        self.blob(data, where)
         for label, decoded in self._decodings(data):
             self.scanned[f"decoded:{label}"] += 1
-            self.bytes(decoded, f"{where} [{label}]")
+            self.blob(decoded, f"{where} [{label}]")
 
     def _decodings(self, data: bytes) -> list[tuple[str, bytes]]:
         out = []
@@ -101,7 +101,7 @@ class LeakScanner:
 
     def file(self, path: Path, where: str | None = None) -> None:
         self.scanned["files"] += 1
-        self.bytes(path.read_bytes(), where or str(path))
+        self.blob(path.read_bytes(), where or str(path))
 
     def tree(self, root: Path) -> None:
         for path in sorted(root.rglob("*")):
