@@ -14,6 +14,7 @@ import random
 import time
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from airflow.providers.common.compat.sdk import AirflowException, AirflowFailException
 from airflow.triggers.base import BaseTrigger, TriggerEvent
@@ -301,6 +302,16 @@ def _eta_text(eta: float | None, elapsed: float | None = None) -> str:
     return f"{max(eta - elapsed, 0):.0f} s left"
 
 
+def _is_http_url(value: Any) -> bool:
+    if not isinstance(value, str):
+        return False
+    try:
+        parts = urlsplit(value)
+    except ValueError:
+        return False
+    return parts.scheme in ("http", "https") and bool(parts.hostname)
+
+
 def urls_from_event(
     event: Any,
     *,
@@ -329,9 +340,11 @@ def urls_from_event(
     message = str(event.get("message") or f"no message (event status {status})")
     if status == "success":
         urls = event.get("urls")
-        if not isinstance(urls, list) or not urls or not all(isinstance(u, str) and u for u in urls):
+        # only http(s) URLs may reach XCom (downstream tasks download them), whatever the event says
+        if not isinstance(urls, list) or not urls or not all(_is_http_url(u) for u in urls):
             raise AirflowFailException(
-                f"ModelsLab request {request_id} finished without output URLs in the trigger event."
+                f"ModelsLab request {request_id} finished without output URLs (http or https) in the "
+                "trigger event."
             )
         return list(urls)
     if status == "failed":

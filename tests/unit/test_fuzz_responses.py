@@ -11,6 +11,7 @@ import json
 from typing import Any
 from urllib.parse import urlsplit
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -148,3 +149,130 @@ def test_success_with_only_non_http_urls_is_not_done() -> None:
     assert result.status is Status.RUNNING
     assert result.awaiting_links
     assert result.urls == ()
+
+
+# --------------------------------------------------------------------------- the XCom path of deferred waits
+# A deferred sensor or operator gets its URLs from the trigger's event through
+# ``urls_from_event``; whatever the event holds, only http(s) URLs may come out of it.
+
+CANARY = "sk-canary-fuzz-3b8e"
+event_urls = st.lists(urlish | json_scalars, max_size=4) | json_values
+events = st.fixed_dictionaries(
+    {"status": st.sampled_from(["success", "failed", "timeout", "error", "weird"]) | json_scalars},
+    optional={
+        "urls": event_urls,
+        "request_id": json_scalars,
+        "message": json_scalars,
+        "error_type": st.sampled_from(["auth", "api", "unexpected", "not_found"]) | json_scalars,
+    },
+)
+
+
+def _check_urls_from_event(event: Any) -> None:
+    from airflow.providers.common.compat.sdk import AirflowException
+
+    from modelslab_provider.triggers.video import urls_from_event
+
+    try:
+        urls = urls_from_event(event, conn_id="modelslab_default")
+    except AirflowException:
+        return
+    assert isinstance(urls, list)
+    assert urls
+    for url in urls:
+        assert isinstance(url, str)
+        assert urlsplit(url).scheme in ("http", "https"), url
+        assert urlsplit(url).hostname, url
+
+
+@settings(max_examples=300, deadline=None)
+@given(events | json_values)
+def test_event_urls_are_http_only(event: Any) -> None:
+    _check_urls_from_event(event)
+
+
+def test_event_with_a_file_url_is_refused() -> None:
+    """Found by ``test_event_urls_are_http_only``: a ``file://`` URL in an event reached XCom."""
+    from airflow.providers.common.compat.sdk import AirflowFailException
+
+    from modelslab_provider.triggers.video import urls_from_event
+
+    event = {
+        "status": "success",
+        "request_id": "1",
+        "urls": ["https://ok.example/a.mp4", "file:///etc/passwd"],
+    }
+    with pytest.raises(AirflowFailException, match="without output URLs"):
+        urls_from_event(event, conn_id="modelslab_default")
+
+
+class _FakeClient:
+    """Stands in for ``AsyncModelsLabClient``: each fetch parses the next fuzzed response."""
+
+    def __init__(self, responses: list[tuple[int, bytes]]) -> None:
+        from modelslab_provider.client.core import ClientSettings
+        from modelslab_provider.client.policy import RetryPolicy
+
+        self.settings = ClientSettings(api_key=CANARY, base_url="https://modelslab.com")
+        self.retry = RetryPolicy(initial_delay=0.001, max_delay=0.001, max_retry_after=0.001)
+        self._responses = iter(responses)
+
+    async def __aenter__(self) -> _FakeClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        return None
+
+    async def fetch(
+        self, request_id: Any, api_version: str = "v6", fetch_url: str | None = None
+    ) -> VideoResult:
+        from modelslab_provider.client.errors import ModelsLabNotFoundError
+
+        try:
+            status_code, body = next(self._responses)
+        except StopIteration:
+            raise ModelsLabNotFoundError("no more fuzzed responses") from None
+        return parse_response(status_code, body)
+
+
+def _bodies() -> st.SearchStrategy[bytes]:
+    as_json = (fields | json_values).map(lambda v: json.dumps(v, allow_nan=True).encode())
+    return as_json | as_json | st.binary(max_size=200)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.tuples(http_statuses, _bodies()), min_size=1, max_size=8))
+def test_trigger_events_from_fuzzed_responses(responses: list[tuple[int, bytes]]) -> None:
+    """Fuzzed fetch answers through ``VideoFetchTrigger.run``: one JSON event, no key, http(s) URLs."""
+    import asyncio
+    import types
+    from unittest import mock
+
+    from modelslab_provider.hooks.modelslab import ModelsLabHook
+    from modelslab_provider.triggers import video
+    from modelslab_provider.triggers.video import EVENT_STATUSES, VideoFetchTrigger
+
+    async def no_wait(_delay: float) -> None:
+        await asyncio.sleep(0)
+
+    async def fake_client(_hook: Any) -> _FakeClient:
+        return _FakeClient(responses)
+
+    async def collect() -> list[Any]:
+        trigger = VideoFetchTrigger(request_id="150000001")
+        return [event async for event in trigger.run()]
+
+    fast_asyncio = types.SimpleNamespace(sleep=no_wait, timeout=asyncio.timeout)
+    with (
+        mock.patch.object(video, "asyncio", fast_asyncio),
+        mock.patch.object(ModelsLabHook, "aget_client", fake_client),
+    ):
+        fired = asyncio.run(collect())
+    assert len(fired) == 1
+    payload = fired[0].payload
+    assert payload["status"] in EVENT_STATUSES
+    text = json.dumps(payload)  # a trigger event must serialise as JSON
+    assert CANARY not in text
+    _check_urls_from_event(payload)
+    if payload["status"] == "success":
+        assert all(urlsplit(u).scheme in ("http", "https") for u in payload["details"]["output"])
