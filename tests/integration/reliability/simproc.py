@@ -158,6 +158,15 @@ class SimProcess:
         with urllib.request.urlopen(self.url + path, timeout=10) as resp:
             return json.loads(resp.read())
 
+    def post(self, path: str) -> Any:
+        request = urllib.request.Request(self.url + path, data=b"{}", method="POST")
+        with urllib.request.urlopen(request, timeout=10) as resp:
+            return json.loads(resp.read())
+
+    def complete(self, job_id: int | str) -> None:
+        """Force a job to succeed now (``POST /_sim/jobs/<id>/complete``)."""
+        self.post(f"/_sim/jobs/{job_id}/complete")
+
     def requests(self, since: int = 0) -> list[dict[str, Any]]:
         return list(self.get(f"/_sim/requests?since={since}"))
 
