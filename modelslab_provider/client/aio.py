@@ -149,7 +149,7 @@ class AsyncModelsLabClient:
                 timeout=timeout,
                 allow_redirects=False,
             ) as response:
-                body = await response.read()
+                body = core.scrub_secret(await response.read(), self.settings.api_key)
                 status, retry_after = response.status, response.headers.get("Retry-After")
         except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
             raise ModelsLabTransientError(

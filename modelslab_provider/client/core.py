@@ -352,6 +352,19 @@ def normalise_response(data: Mapping[str, Any], status_code: int) -> VideoResult
     return normalise(data, status_code=status_code)
 
 
+def scrub_secret(body: bytes, secret: str) -> bytes:
+    """``body`` with the key replaced wherever it appears (also JSON-escaped).
+
+    ModelsLab is not known to echo the key, but if a message, a URL or ``meta`` ever carried it,
+    it would flow into results, error texts, logs and XCom; transports scrub every body first.
+    """
+    if not secret:
+        return body
+    for form in {secret, json.dumps(secret)[1:-1], secret.replace("/", "\\/")}:
+        body = body.replace(form.encode(), b"***")
+    return body
+
+
 def redact_url(url: str) -> str:
     """A URL fit for a log line: scheme, host and path only."""
     parts = urlsplit(url)

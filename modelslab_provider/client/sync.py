@@ -159,7 +159,7 @@ class ModelsLabClient:
                 timeout=(min(10.0, self.settings.timeout), self.settings.timeout),
                 allow_redirects=False,
             )
-            body = response.content
+            body = core.scrub_secret(response.content, self.settings.api_key)
         except requests.exceptions.ConnectTimeout as exc:
             raise ModelsLabTransientError(
                 f"Could not connect to ModelsLab: {describe_exception(exc)}"

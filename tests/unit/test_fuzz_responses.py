@@ -276,3 +276,110 @@ def test_trigger_events_from_fuzzed_responses(responses: list[tuple[int, bytes]]
     _check_urls_from_event(payload)
     if payload["status"] == "success":
         assert all(urlsplit(u).scheme in ("http", "https") for u in payload["details"]["output"])
+
+
+# --------------------------------------------------------------------------- an API that echoes the key
+# ModelsLab is not known to echo the key, but if a message, a URL or ``meta`` ever carried it, the
+# transports must not pass it on into a result, an error text, a log line or XCom.
+
+
+class _Response:
+    def __init__(self, status: int, body: bytes) -> None:
+        self.status_code = self.status = status
+        self.content = body
+        self.headers: dict[str, str] = {}
+
+    async def read(self) -> bytes:
+        return self.content
+
+    async def __aenter__(self) -> _Response:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        return None
+
+
+class _Session:
+    """Enough of ``requests.Session`` and ``aiohttp.ClientSession`` to answer one canned response."""
+
+    def __init__(self, status: int, body: bytes) -> None:
+        self.response = _Response(status, body)
+        self.closed = False
+
+    def request(self, *args: Any, **kwargs: Any) -> _Response:
+        return self.response
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def _echoing(value: Any, secret: str, spots: list[int]) -> Any:
+    """``value`` with the key spliced into some of its strings (by position in a walk)."""
+    counter = iter(range(10_000))
+
+    def walk(v: Any) -> Any:
+        if isinstance(v, str):
+            return f"{v}{secret}" if next(counter) in spots else v
+        if isinstance(v, list):
+            return [walk(x) for x in v]
+        if isinstance(v, dict):
+            return {k: walk(x) for k, x in v.items()}
+        return v
+
+    return walk(value)
+
+
+echo_fields = st.fixed_dictionaries(
+    {"status": st.sampled_from(["success", "processing", "error", "failed", "weird"])},
+    optional={
+        "id": st.just(150000001),
+        "message": st.sampled_from(
+            ["Invalid API key: ", "try again in 3 seconds ", "Request not found ", ""]
+        ),
+        "messege": st.text(max_size=10),
+        "output": st.lists(st.sampled_from(["https://pub.r2.dev/a.mp4?token=", "https://cdn.example/b.mp4"])),
+        "proxy_links": st.lists(st.just("https://proxy.example/c.mp4?sig=")),
+        "fetch_result": st.sampled_from(
+            ["https://modelslab.com/api/v6/video/fetch/150000001?key=", "https://modelslab.com/x/"]
+        ),
+        "meta": st.dictionaries(st.sampled_from(["prompt", "note", "webhook"]), st.text(max_size=10)),
+        "tip": st.text(max_size=10),
+    },
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.sampled_from([200, 200, 400, 401, 402, 404, 429, 500, 503]),
+    echo_fields,
+    st.lists(st.integers(0, 12), min_size=1, max_size=4),
+    st.booleans(),
+)
+def test_an_echoed_key_never_leaves_the_transports(
+    status_code: int, data: dict[str, Any], spots: list[int], use_async: bool
+) -> None:
+    import asyncio
+
+    from modelslab_provider.client.aio import AsyncModelsLabClient
+    from modelslab_provider.client.core import ClientSettings
+    from modelslab_provider.client.policy import RetryPolicy
+    from modelslab_provider.client.sync import ModelsLabClient
+
+    body = json.dumps(_echoing(data, CANARY, spots)).encode()
+    settings_ = ClientSettings(api_key=CANARY, base_url="https://modelslab.com", max_retries=1)
+    session = _Session(status_code, body)
+    seen: list[str] = []
+    try:
+        if use_async:
+            aclient = AsyncModelsLabClient(settings_, retry=RetryPolicy(max_attempts=1), session=session)  # type: ignore[arg-type]
+            result = asyncio.run(aclient.fetch("150000001"))
+        else:
+            client = ModelsLabClient(settings_, retry=RetryPolicy(max_attempts=1), session=session)  # type: ignore[arg-type]
+            result = client.fetch("150000001")
+    except ModelsLabError as exc:
+        seen.append(str(exc))
+        seen.append(repr(exc.args))
+    else:
+        seen.append(json.dumps(result.details()))
+        seen.append(repr(result))
+    assert not any(CANARY in text for text in seen), seen
