@@ -382,9 +382,9 @@ def normalise(
     if failed:
         _raise_for_error(raw_status, message, data, status_code, retry_after_header)
 
-    output = _urls(data.get("output"))
-    proxy = _urls(data.get("proxy_links"))
-    future = _urls(data.get("future_links"))
+    output = http_urls(data.get("output"))
+    proxy = http_urls(data.get("proxy_links"))
+    future = http_urls(data.get("future_links"))
     common: dict[str, Any] = {
         "raw_status": raw_status or "unknown",
         "request_id": _request_id(data),
@@ -393,7 +393,7 @@ def normalise(
         "future_links": future,
         "eta": _number(data.get("eta")),
         "message": message,
-        "fetch_result": _http_url(data.get("fetch_result")),
+        "fetch_result": http_url(data.get("fetch_result")),
         "generation_time": _number(data.get("generationTime", data.get("generation_time"))),
         "meta": strip_secrets(data.get("meta")) if isinstance(data.get("meta"), dict) else {},
     }
@@ -487,7 +487,8 @@ def _number(value: Any) -> float | None:
     return None
 
 
-def _http_url(value: Any) -> str | None:
+def http_url(value: Any) -> str | None:
+    """``value`` as an http(s) URL with a host, or None: nothing else may reach XCom."""
     if isinstance(value, str):
         text = value.strip()
         if len(text) < 4096 and not any(c.isspace() for c in text):
@@ -500,12 +501,12 @@ def _http_url(value: Any) -> str | None:
     return None
 
 
-def _urls(value: Any) -> tuple[str, ...]:
+def http_urls(value: Any) -> tuple[str, ...]:
     """Only http(s) URLs ever leave here (quirk Q3: ``output`` may be "", a string or a list)."""
     items = value if isinstance(value, list) else [value]
     seen: dict[str, None] = {}
     for item in items:
-        url = _http_url(item)
+        url = http_url(item)
         if url:
             seen.setdefault(url)
     return tuple(seen)
@@ -516,7 +517,7 @@ def _request_id(data: Mapping[str, Any]) -> str | None:
     meta = data.get("meta")
     if isinstance(meta, dict):
         candidates.append(meta.get("id"))
-    fetch_result = _http_url(data.get("fetch_result"))
+    fetch_result = http_url(data.get("fetch_result"))
     if fetch_result:
         candidates.append(urlsplit(fetch_result).path.rstrip("/").rsplit("/", 1)[-1])
     for candidate in candidates:

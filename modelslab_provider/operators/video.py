@@ -73,7 +73,7 @@ from airflow.providers.common.compat.sdk import (
     conf,
 )
 
-from modelslab_provider.client.core import SECRET_FIELDS, Status, VideoResult, resolve_endpoint
+from modelslab_provider.client.core import SECRET_FIELDS, Status, VideoResult, http_urls, resolve_endpoint
 from modelslab_provider.client.errors import (
     ModelsLabAuthError,
     ModelsLabError,
@@ -650,11 +650,7 @@ class ModelsLabVideoOperator(ResumableJobMixin, BaseOperator):
         """Push the detail keys and return the URLs (Airflow pushes them as ``return_value``)."""
         ti = context["ti"]
         ti.xcom_push(key=XCOM_VIDEO_URL, value=urls[0])
-        proxy = details.get("proxy_links")
-        ti.xcom_push(
-            key=XCOM_PROXY_LINKS,
-            value=[u for u in proxy if isinstance(u, str)] if isinstance(proxy, list) else [],
-        )
+        ti.xcom_push(key=XCOM_PROXY_LINKS, value=list(http_urls(details.get("proxy_links"))))
         generation_time = details.get("generation_time")
         if isinstance(generation_time, int | float) and not isinstance(generation_time, bool):
             ti.xcom_push(key=XCOM_GENERATION_TIME, value=generation_time)

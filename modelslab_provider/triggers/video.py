@@ -14,12 +14,11 @@ import random
 import time
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
 
 from airflow.providers.common.compat.sdk import AirflowException, AirflowFailException
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
-from modelslab_provider.client.core import API_VERSIONS, V6, VideoResult, normalise_request_id
+from modelslab_provider.client.core import API_VERSIONS, V6, VideoResult, http_url, normalise_request_id
 from modelslab_provider.client.errors import (
     ModelsLabAuthError,
     ModelsLabConfigError,
@@ -302,16 +301,6 @@ def _eta_text(eta: float | None, elapsed: float | None = None) -> str:
     return f"{max(eta - elapsed, 0):.0f} s left"
 
 
-def _is_http_url(value: Any) -> bool:
-    if not isinstance(value, str):
-        return False
-    try:
-        parts = urlsplit(value)
-    except ValueError:
-        return False
-    return parts.scheme in ("http", "https") and bool(parts.hostname)
-
-
 def urls_from_event(
     event: Any,
     *,
@@ -341,7 +330,11 @@ def urls_from_event(
     if status == "success":
         urls = event.get("urls")
         # only http(s) URLs may reach XCom (downstream tasks download them), whatever the event says
-        if not isinstance(urls, list) or not urls or not all(_is_http_url(u) for u in urls):
+        if (
+            not isinstance(urls, list)
+            or not urls
+            or not all(isinstance(u, str) and http_url(u) == u for u in urls)
+        ):
             raise AirflowFailException(
                 f"ModelsLab request {request_id} finished without output URLs (http or https) in the "
                 "trigger event."

@@ -667,3 +667,15 @@ def test_importing_the_operators_loads_no_http_library() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_only_http_proxy_links_reach_xcom() -> None:
+    ctx = context()
+    event = {
+        "status": "success",
+        "request_id": "150000001",
+        "urls": ["https://cdn.example/v.mp4"],
+        "details": {"proxy_links": ["file:///etc/passwd", "https://proxy.example/v.mp4", 3]},
+    }
+    assert text_op().execute_complete(ctx, event) == ["https://cdn.example/v.mp4"]
+    assert ctx["ti"].xcom["proxy_links"] == ["https://proxy.example/v.mp4"]
