@@ -51,8 +51,9 @@ lint: venv
 test: lint
 	$(PYTEST) $(PYTEST_ARGS) tests
 
+# unit tests only: tests/unit minus anything marked integration (live Airflow components)
 test-fast: venv
-	$(PYTEST) $(PYTEST_ARGS) tests/unit
+	$(PYTEST) -m "not integration" $(PYTEST_ARGS) tests/unit
 
 bench: venv
 	$(BIN)/python benchmarks/run.py
