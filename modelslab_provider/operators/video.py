@@ -683,7 +683,65 @@ def _parameters(value: Any) -> dict[str, Any]:
     return dict(value)
 
 
-class ModelsLabTextToVideoOperator(ModelsLabVideoOperator):
+class _TypedVideoOperator(ModelsLabVideoOperator):
+    """The typed arguments the text and image operators share; the payload is built from them."""
+
+    template_fields: Sequence[str] = (
+        "endpoint",
+        "modelslab_conn_id",
+        "prompt",
+        "negative_prompt",
+        "model_id",
+        "parameters",
+    )
+    template_fields_renderers: ClassVar[dict[str, str]] = {"parameters": "json"}
+
+    def __init__(
+        self,
+        *,
+        prompt: str | None = None,
+        model_id: str | None = None,
+        negative_prompt: str | None = None,
+        width: int | None = None,
+        height: int | None = None,
+        num_frames: int | None = None,
+        fps: int | None = None,
+        seed: int | None = None,
+        output_type: str | None = "mp4",
+        parameters: Mapping[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        _no_payload(type(self), kwargs)
+        super().__init__(**kwargs)
+        self.prompt = prompt
+        self.model_id = model_id
+        self.negative_prompt = negative_prompt
+        self.width = width
+        self.height = height
+        self.num_frames = num_frames
+        self.fps = fps
+        self.seed = seed
+        self.output_type = output_type
+        self.parameters = parameters
+
+    def _typed_payload(self, **first: Any) -> dict[str, Any]:
+        """``first`` fields, the typed ones that are set, then ``parameters`` (which win)."""
+        body = _clean(
+            **first,
+            negative_prompt=self.negative_prompt or None,
+            model_id=self.model_id or None,
+            width=self.width,
+            height=self.height,
+            num_frames=self.num_frames,
+            fps=self.fps,
+            seed=self.seed,
+            output_type=self.output_type,
+        )
+        body.update(_parameters(self.parameters))
+        return body
+
+
+class ModelsLabTextToVideoOperator(_TypedVideoOperator):
     """Generate a video from a text prompt (``text2video`` by default).
 
     :param prompt: what to generate (templated; must not be empty).
@@ -701,58 +759,11 @@ class ModelsLabTextToVideoOperator(ModelsLabVideoOperator):
     ``.partial(...).expand(prompt=[...])`` to generate one video per prompt.
     """
 
-    template_fields: Sequence[str] = (
-        "endpoint",
-        "modelslab_conn_id",
-        "prompt",
-        "negative_prompt",
-        "model_id",
-        "parameters",
-    )
-    template_fields_renderers: ClassVar[dict[str, str]] = {"parameters": "json"}
-
-    def __init__(
-        self,
-        *,
-        prompt: str,
-        model_id: str | None = None,
-        negative_prompt: str | None = None,
-        width: int | None = None,
-        height: int | None = None,
-        num_frames: int | None = None,
-        fps: int | None = None,
-        seed: int | None = None,
-        output_type: str | None = "mp4",
-        parameters: Mapping[str, Any] | None = None,
-        endpoint: str = "text2video",
-        **kwargs: Any,
-    ) -> None:
-        _no_payload(type(self), kwargs)
-        super().__init__(endpoint=endpoint, **kwargs)
-        self.prompt = prompt
-        self.model_id = model_id
-        self.negative_prompt = negative_prompt
-        self.width = width
-        self.height = height
-        self.num_frames = num_frames
-        self.fps = fps
-        self.seed = seed
-        self.output_type = output_type
-        self.parameters = parameters
+    def __init__(self, *, prompt: str, endpoint: str = "text2video", **kwargs: Any) -> None:
+        super().__init__(prompt=prompt, endpoint=endpoint, **kwargs)
 
     def build_payload(self) -> dict[str, Any]:
-        body = _clean(
-            prompt=self.prompt,
-            negative_prompt=self.negative_prompt or None,
-            model_id=self.model_id or None,
-            width=self.width,
-            height=self.height,
-            num_frames=self.num_frames,
-            fps=self.fps,
-            seed=self.seed,
-            output_type=self.output_type,
-        )
-        body.update(_parameters(self.parameters))
+        body = self._typed_payload(prompt=self.prompt)
         prompt = body.get("prompt")
         if not isinstance(prompt, str) or not prompt.strip():
             raise AirflowFailException(
@@ -762,7 +773,7 @@ class ModelsLabTextToVideoOperator(ModelsLabVideoOperator):
         return body
 
 
-class ModelsLabImageToVideoOperator(ModelsLabVideoOperator):
+class ModelsLabImageToVideoOperator(_TypedVideoOperator):
     """Animate an image (``img2video`` by default).
 
     :param init_image: the image URL (templated; required). v7 models that take several images
@@ -773,62 +784,14 @@ class ModelsLabImageToVideoOperator(ModelsLabVideoOperator):
     :param endpoint: ``img2video`` (default), ``img2video_ultra`` or ``v7/image-to-video``.
     """
 
-    template_fields: Sequence[str] = (
-        "endpoint",
-        "modelslab_conn_id",
-        "init_image",
-        "prompt",
-        "negative_prompt",
-        "model_id",
-        "parameters",
-    )
-    template_fields_renderers: ClassVar[dict[str, str]] = {"parameters": "json"}
+    template_fields: Sequence[str] = (*_TypedVideoOperator.template_fields, "init_image")
 
-    def __init__(
-        self,
-        *,
-        init_image: str | list[str],
-        prompt: str | None = None,
-        model_id: str | None = None,
-        negative_prompt: str | None = None,
-        width: int | None = None,
-        height: int | None = None,
-        num_frames: int | None = None,
-        fps: int | None = None,
-        seed: int | None = None,
-        output_type: str | None = "mp4",
-        parameters: Mapping[str, Any] | None = None,
-        endpoint: str = "img2video",
-        **kwargs: Any,
-    ) -> None:
-        _no_payload(type(self), kwargs)
+    def __init__(self, *, init_image: str | list[str], endpoint: str = "img2video", **kwargs: Any) -> None:
         super().__init__(endpoint=endpoint, **kwargs)
         self.init_image = init_image
-        self.prompt = prompt
-        self.model_id = model_id
-        self.negative_prompt = negative_prompt
-        self.width = width
-        self.height = height
-        self.num_frames = num_frames
-        self.fps = fps
-        self.seed = seed
-        self.output_type = output_type
-        self.parameters = parameters
 
     def build_payload(self) -> dict[str, Any]:
-        body = _clean(
-            init_image=self.init_image,
-            prompt=self.prompt or None,
-            negative_prompt=self.negative_prompt or None,
-            model_id=self.model_id or None,
-            width=self.width,
-            height=self.height,
-            num_frames=self.num_frames,
-            fps=self.fps,
-            seed=self.seed,
-            output_type=self.output_type,
-        )
-        body.update(_parameters(self.parameters))
+        body = self._typed_payload(init_image=self.init_image, prompt=self.prompt or None)
         image = body.get("init_image")
         images = image if isinstance(image, list) else [image]
         if not images or not all(isinstance(i, str) and i.strip() for i in images):
