@@ -18,7 +18,7 @@ from modelslab_provider.client import core
 from modelslab_provider.client.core import ApiRequest, Balance, ClientSettings, VideoResult
 from modelslab_provider.client.errors import ModelsLabError, ModelsLabTransientError
 from modelslab_provider.client.policy import RetryPolicy
-from modelslab_provider.client.sync import USER_AGENT, describe_exception
+from modelslab_provider.client.sync import USER_AGENT, describe_exception, retry_delay
 
 if TYPE_CHECKING:
     import aiohttp
@@ -122,18 +122,7 @@ class AsyncModelsLabClient:
             try:
                 return parse(*await self._send_once(request))
             except ModelsLabError as exc:
-                delay = self.retry.delay(attempt, exc, idempotent=request.idempotent, jitter=self._jitter())
-                if delay is None:
-                    raise
-                log.warning(
-                    "ModelsLab call to %s failed (%s); retry %d of %d in %.1f s",
-                    core.redact_url(request.url),
-                    exc,
-                    attempt,
-                    self.retry.max_attempts - 1,
-                    delay,
-                )
-                await asyncio.sleep(delay)
+                await asyncio.sleep(retry_delay(self.retry, attempt, exc, request, self._jitter()))
 
     async def _send_once(self, request: ApiRequest) -> tuple[dict[str, Any], int]:
         import aiohttp

@@ -23,6 +23,24 @@ USER_AGENT = "airflow-provider-modelslab"
 ProgressCallback = Callable[[WaitTracker, VideoResult | None, BaseException | None], None]
 
 
+def retry_delay(
+    retry: RetryPolicy, attempt: int, exc: ModelsLabError, request: ApiRequest, jitter: float
+) -> float:
+    """The wait before the next attempt of ``request`` (logged), or ``exc`` raised when giving up."""
+    delay = retry.delay(attempt, exc, idempotent=request.idempotent, jitter=jitter)
+    if delay is None:
+        raise exc
+    log.warning(
+        "ModelsLab call to %s failed (%s); retry %d of %d in %.1f s",
+        core.redact_url(request.url),
+        exc,
+        attempt,
+        retry.max_attempts - 1,
+        delay,
+    )
+    return delay
+
+
 def describe_exception(exc: BaseException) -> str:
     """A one-line description of a transport exception that never includes a request body."""
     name = type(exc).__name__
@@ -134,18 +152,7 @@ class ModelsLabClient:
             try:
                 return parse(*self._send_once(request))
             except ModelsLabError as exc:
-                delay = self.retry.delay(attempt, exc, idempotent=request.idempotent, jitter=self._jitter())
-                if delay is None:
-                    raise
-                log.warning(
-                    "ModelsLab call to %s failed (%s); retry %d of %d in %.1f s",
-                    core.redact_url(request.url),
-                    exc,
-                    attempt,
-                    self.retry.max_attempts - 1,
-                    delay,
-                )
-                self._sleep(delay)
+                self._sleep(retry_delay(self.retry, attempt, exc, request, self._jitter()))
 
     def _send_once(self, request: ApiRequest) -> tuple[dict[str, Any], int]:
         import requests
