@@ -108,7 +108,18 @@ def _finish(af: Any, dag_id: str, run_id: str, timeout: float) -> None:
     )[0][0]
     if state != "success":
         states = af.query("SELECT task_id, map_index, state FROM task_instance WHERE run_id=?", run_id)
-        raise RuntimeError(f"{dag_id} ended {state}: {states}\n{af.logs_tail()}")
+        failed = [(t, m) for t, m, st in states if st == "failed"]
+        detail = ""
+        if failed:  # the first failed task's own log says why
+            task_id, map_index = failed[0]
+            folder = af.home / "logs" / f"dag_id={dag_id}" / f"run_id={run_id}" / f"task_id={task_id}"
+            if map_index >= 0:
+                folder = folder / f"map_index={map_index}"
+            logs = sorted(folder.glob("attempt=*.log"))
+            detail = f"\n--- {task_id}[{map_index}] log ---\n" + (
+                logs[-1].read_text()[-6000:] if logs else ""
+            )
+        raise RuntimeError(f"{dag_id} ended {state}: {states}{detail}\n{af.logs_tail()}")
 
 
 def run(quick: bool = False, size: Size | None = None) -> list[Result]:
@@ -181,7 +192,7 @@ def slot_seconds(af: Any, home: Path, dag_id: str, run_id: str, mode: str) -> di
         dag_id,
         run_id,
     )
-    total = recorded = 0.0
+    total = recorded = parsing = 0.0
     runs = 0
     for map_index, start, end, try_number in tis:
         start_ts, end_ts = _ts(start), _ts(end)
@@ -189,8 +200,9 @@ def slot_seconds(af: Any, home: Path, dag_id: str, run_id: str, mode: str) -> di
             raise RuntimeError(f"{dag_id} wait[{map_index}] has no start/end: {start}, {end}")
         segments = _runs_from_log(home, dag_id, run_id, "wait", map_index, try_number)
         if not segments:  # no log: fall back on the task instance's own span
-            segments = [(start_ts, end_ts)]
-        total += sum(e - s for s, e in segments)
+            segments = [(start_ts, start_ts, end_ts)]
+        total += sum(last - first for first, _, last in segments)
+        parsing += sum(parsed - first for first, parsed, _ in segments)
         recorded += end_ts - start_ts
         runs += len(segments)
     return {
@@ -198,6 +210,8 @@ def slot_seconds(af: Any, home: Path, dag_id: str, run_id: str, mode: str) -> di
         "task_instances": len(tis),
         "worker_runs": runs,
         "slot_seconds": total,
+        # of which the worker spent parsing the DAG file, once per run
+        "parse_seconds": parsing,
         # start_date..end_date as stored: the whole wait for poke and deferrable (deferred time
         # included), only the last poke for reschedule (Airflow 3 restarts start_date per run)
         "ti_span_seconds": recorded,
@@ -206,11 +220,12 @@ def slot_seconds(af: Any, home: Path, dag_id: str, run_id: str, mode: str) -> di
 
 def _runs_from_log(
     home: Path, dag_id: str, run_id: str, task_id: str, map_index: int, try_number: int
-) -> list[tuple[float, float]]:
-    """(first, last) timestamp of each worker run in a try's JSON task log.
+) -> list[tuple[float, float, float]]:
+    """(first, parsed, last) timestamps of each worker run in a try's JSON task log.
 
     Every run on a worker (the first one, each reschedule poke, the resumption after a deferral)
-    opens with a "Pre Execute" group; the triggerer writes to a separate ``.trigger`` file.
+    opens with a "Pre Execute" group; ``parsed`` is when the worker finished parsing the DAG file
+    (Airflow's own per-run cost). The triggerer writes to a separate ``.trigger`` file.
     """
     folder = home / "logs" / f"dag_id={dag_id}" / f"run_id={run_id}" / f"task_id={task_id}"
     if map_index >= 0:
@@ -227,11 +242,14 @@ def _runs_from_log(
         when = _ts(record.get("timestamp"))
         if when is None:
             continue
-        if "::group::Pre Execute" in str(record.get("event", "")) or not runs:
-            runs.append([when, when])
+        event = str(record.get("event", ""))
+        if "::group::Pre Execute" in event or not runs:
+            runs.append([when, when, when])
         else:
-            runs[-1][1] = when
-    return [(first, last) for first, last in runs]
+            runs[-1][2] = when
+            if "startup parse complete" in event:
+                runs[-1][1] = when
+    return [(first, parsed, last) for first, parsed, last in runs]
 
 
 def _slots_result(slots: dict[str, dict[str, Any]], size: Size, quick: bool, seconds: float) -> Result:
@@ -247,6 +265,9 @@ def _slots_result(slots: dict[str, dict[str, Any]], size: Size, quick: bool, sec
             }
         )
     deferrable = rows[2]
+    unparsed = (deferrable["slot_seconds"] - deferrable["parse_seconds"]) / max(
+        poke - slots["poke"]["parse_seconds"], 1e-9
+    )
     markdown = "\n\n".join(
         [
             f"{size.videos} videos of {size.duration:g} s, submitted together, each waited for by a mapped "
@@ -272,6 +293,7 @@ def _slots_result(slots: dict[str, dict[str, Any]], size: Size, quick: bool, sec
                         r["task_instances"],
                         r["worker_runs"],
                         fmt(r["slot_seconds"]),
+                        fmt(r["parse_seconds"]),
                         fmt(r["per_video"]),
                         f"{r['share_of_poke'] * 100:.1f} %",
                         fmt(r["ti_span_seconds"]),
@@ -289,7 +311,8 @@ def _slots_result(slots: dict[str, dict[str, Any]], size: Size, quick: bool, sec
             Goal(
                 "deferrable <= 5 % of poke-mode worker-slot seconds",
                 f"{deferrable['slot_seconds']:.1f} s vs {poke:.1f} s "
-                f"({deferrable['share_of_poke'] * 100:.1f} %)",
+                f"({deferrable['share_of_poke'] * 100:.1f} %; without the per-run DAG parsing: "
+                f"{unparsed * 100:.1f} %)",
                 deferrable["share_of_poke"] <= 0.05,
             )
         ],

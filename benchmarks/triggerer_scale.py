@@ -260,6 +260,7 @@ async def worker(args: argparse.Namespace) -> dict[str, Any]:
     lags = [lag for _, lag, _ in samples]
     busy = [lag for _, _, lag in samples]
     steady = [lag for when, lag, _ in samples if when > ramped + 1.0]
+    steady_busy = [lag for when, _, lag in samples if when > ramped + 1.0]
     events = [r for r in results if isinstance(r, list)]
     return {
         "n": args.n,
@@ -281,6 +282,7 @@ async def worker(args: argparse.Namespace) -> dict[str, Any]:
         # after the start-up ramp: polls only, no trigger start-ups
         "lag_p99_steady_ms": percentile(steady, 99) * 1000,
         "busy_lag_p99_ms": percentile(busy, 99) * 1000,
+        "busy_lag_p99_steady_ms": percentile(steady_busy, 99) * 1000,
         "busy_lag_max_ms": max(busy) * 1000 if busy else float("nan"),
         "loadavg_1m": os.getloadavg()[0],
         "ticks": len(lags),
@@ -457,7 +459,9 @@ def _result(
                 f"{r['cpu_ms_per_poll']:.3f}",
                 "1.0x" if r["arm"] == "ours" else ratio(ours["cpu_ms_per_poll"], r["cpu_ms_per_poll"]),
                 fmt(r["kb_per_trigger"]),
-                f"{r['lag_p99_ms']:.0f} / {r['busy_lag_p99_ms']:.0f} / {r['busy_lag_max_ms']:.0f}",
+                f"{r['lag_p99_ms']:.0f} / {r['busy_lag_p99_ms']:.0f}",
+                f"{r['lag_p99_steady_ms']:.0f} / {r['busy_lag_p99_steady_ms']:.0f}",
+                f"{r['busy_lag_max_ms']:.0f}",
                 f"{r['events_total']:,} / {r['triggers_one_event']:,}",
             ]
         )
@@ -467,7 +471,9 @@ def _result(
         "the simulator. RSS/trigger = RSS growth from before the first start to all triggers waiting, "
         "/ N. Lag = overshoot of a 50 ms ticker on the same loop; busy lag = the part of it the loop "
         "spent running callbacks (thread CPU time during the tick), which excludes the time the "
-        "process was descheduled by other load on the shared machine. Events = total events / triggers "
+        "process was descheduled by other load on the shared machine. 'Waiting only' leaves out the "
+        "start-up (triggers start in bursts of 500, as when a large mapped task defers at once) and the "
+        "first second after it. Events = total events / triggers "
         "that yielded exactly one (both must equal N). Log lines below WARNING off in every arm.",
         table(
             [
@@ -478,7 +484,9 @@ def _result(
                 "CPU ms / poll",
                 "our CPU advantage",
                 "RSS KB / trigger",
-                "lag p99 / busy p99 / busy max (ms)",
+                "lag p99 wall / busy (ms)",
+                "waiting only: p99 wall / busy (ms)",
+                "busy max (ms)",
                 "events / single",
             ],
             lines,
@@ -520,9 +528,25 @@ def _result(
             ours_big["kb_per_trigger"] <= 50,
         )
     )
-    worst_lag = max(by[(n, "ours")]["lag_p99_ms"] for n in sizes)
+    load = max(by[(n, "ours")]["loadavg_1m"] for n in sizes)
+    steady = max(by[(n, "ours")]["busy_lag_p99_steady_ms"] for n in sizes)
+    steady_wall = max(by[(n, "ours")]["lag_p99_steady_ms"] for n in sizes)
+    whole = max(by[(n, "ours")]["busy_lag_p99_ms"] for n in sizes)
+    whole_wall = max(by[(n, "ours")]["lag_p99_ms"] for n in sizes)
     goals.append(
-        Goal("event-loop lag p99 < 100 ms (ours, every N)", f"worst {worst_lag:.1f} ms", worst_lag < 100)
+        Goal(
+            "event-loop lag p99 < 100 ms while the triggers wait (ours, every N; busy lag)",
+            f"worst {steady:.0f} ms busy, {steady_wall:.0f} ms wall (1-min load average up to {load:.1f} "
+            f"on {os.cpu_count()} cores)",
+            steady < 100,
+        )
+    )
+    goals.append(
+        Goal(
+            "event-loop lag p99 < 100 ms over the whole run, start-up bursts included (ours, every N)",
+            f"worst {whole:.0f} ms busy, {whole_wall:.0f} ms wall",
+            whole < 100,
+        )
     )
     exact = all(
         by[(n, "ours")]["events_total"] == n == by[(n, "ours")]["triggers_one_event"]
