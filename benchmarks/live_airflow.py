@@ -276,7 +276,11 @@ def _slots_result(slots: dict[str, dict[str, Any]], size: Size, quick: bool, sec
             "each task instance's own log: every run on a worker (first run, each reschedule poke, the "
             "resumption after a deferral) from its first to its last line; TI span = `task_instance` "
             "end_date - start_date, as a cross-check (whole wait for poke and deferrable, last poke only "
-            "for reschedule). Process start-up per run is not included in either.",
+            "for reschedule). Process start-up per run is not included in either. A deferrable sensor "
+            "runs on a worker twice per wait (it pokes once before deferring, so a finished video needs "
+            "no triggerer round trip, then resumes to push the URLs); both runs are short, and much of "
+            "them is Airflow parsing the DAG file, which grows with the number of task processes "
+            "starting at once on a small machine.",
             table(
                 [
                     "mode",
