@@ -287,6 +287,7 @@ def _slots_result(slots: dict[str, dict[str, Any]], size: Size, quick: bool, sec
                     "task instances",
                     "worker runs",
                     "worker-slot s",
+                    "of which DAG parsing (s)",
                     "per video (s)",
                     "vs poke",
                     "TI span s",

@@ -99,3 +99,19 @@ def test_reaction_time_decomposes(quick: tuple[dict[str, Result], str]) -> None:
         assert item["detection"] >= 0
         assert item["reaction"] == pytest.approx(item["detection"] + item["airflow"])
         assert item["bound"] > 0
+
+
+def test_every_markdown_table_is_rectangular(quick: tuple[dict[str, Result], str]) -> None:
+    """Each row of every table in RESULTS.md has as many cells as its header."""
+    tables: list[list[str]] = []
+    previous = ""
+    for line in quick[1].splitlines():
+        if line.startswith("| ") and not previous.startswith("|"):
+            tables.append([])
+        if line.startswith("|") and not line.startswith("|---"):
+            tables[-1].append(line)
+        previous = line
+    assert len(tables) >= 6
+    for rows in tables:
+        widths = {row.count(" | ") for row in rows}
+        assert len(widths) == 1, rows
