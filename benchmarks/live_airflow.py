@@ -193,12 +193,18 @@ def slot_seconds(af: Any, home: Path, dag_id: str, run_id: str, mode: str) -> di
         run_id,
     )
     total = recorded = parsing = 0.0
-    runs = 0
+    runs = retried = 0
     for map_index, start, end, try_number in tis:
         start_ts, end_ts = _ts(start), _ts(end)
         if start_ts is None or end_ts is None:
             raise RuntimeError(f"{dag_id} wait[{map_index}] has no start/end: {start}, {end}")
-        segments = _runs_from_log(home, dag_id, run_id, "wait", map_index, try_number)
+        # every try counts: a failed try held its slot too (the DAG gives the sensors one retry)
+        segments = [
+            run
+            for attempt in range(1, max(int(try_number), 1) + 1)
+            for run in _runs_from_log(home, dag_id, run_id, "wait", map_index, attempt)
+        ]
+        retried += max(int(try_number), 1) - 1
         if not segments:  # no log: fall back on the task instance's own span
             segments = [(start_ts, start_ts, end_ts)]
         total += sum(last - first for first, _, last in segments)
@@ -209,6 +215,7 @@ def slot_seconds(af: Any, home: Path, dag_id: str, run_id: str, mode: str) -> di
         "mode": mode,
         "task_instances": len(tis),
         "worker_runs": runs,
+        "retries": retried,
         "slot_seconds": total,
         # of which the worker spent parsing the DAG file, once per run
         "parse_seconds": parsing,
@@ -285,6 +292,7 @@ def _slots_result(slots: dict[str, dict[str, Any]], size: Size, quick: bool, sec
                 [
                     "mode",
                     "task instances",
+                    "retries",
                     "worker runs",
                     "worker-slot s",
                     "of which DAG parsing (s)",
@@ -296,6 +304,7 @@ def _slots_result(slots: dict[str, dict[str, Any]], size: Size, quick: bool, sec
                     [
                         r["mode"],
                         r["task_instances"],
+                        r["retries"],
                         r["worker_runs"],
                         fmt(r["slot_seconds"]),
                         fmt(r["parse_seconds"]),

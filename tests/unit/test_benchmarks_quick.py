@@ -86,9 +86,11 @@ def test_worker_slots_counted_every_run(quick: tuple[dict[str, Result], str]) ->
         assert r["worker_runs"] >= r["task_instances"]
         assert finite(r["slot_seconds"])
         assert r["slot_seconds"] > 0
-    # a deferred sensor runs on a worker twice per wait: before the deferral and to resume
-    assert rows["deferrable"]["worker_runs"] == 2 * rows["deferrable"]["task_instances"]
-    assert rows["poke"]["worker_runs"] == rows["poke"]["task_instances"]
+    # a deferred sensor runs on a worker at least twice per wait: before the deferral and to resume
+    deferrable = rows["deferrable"]
+    assert deferrable["worker_runs"] >= 2 * deferrable["task_instances"]
+    # a poking sensor runs once per try (the DAG allows one retry for a scheduler race under load)
+    assert rows["poke"]["worker_runs"] == rows["poke"]["task_instances"] + rows["poke"]["retries"]
 
 
 def test_reaction_time_decomposes(quick: tuple[dict[str, Result], str]) -> None:
