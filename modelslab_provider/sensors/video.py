@@ -25,7 +25,6 @@ from airflow.providers.common.compat.sdk import (
 from modelslab_provider.client.core import V6, Status, VideoResult, normalise_request_id
 from modelslab_provider.client.errors import ModelsLabError, ModelsLabTransientError
 from modelslab_provider.client.policy import Action, PollPolicy, WaitTracker
-from modelslab_provider.triggers.video import VideoFetchTrigger, error_message, urls_from_event
 
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
@@ -100,6 +99,7 @@ class VideoFetchSensor(BaseSensorOperator):
     def _poke_once(self, context: Context) -> tuple[bool | PokeReturnValue, WaitTracker]:
         """One fetch and its decision; returns the poke result and the tracker (for deferral)."""
         from modelslab_provider.hooks.modelslab import ModelsLabHook
+        from modelslab_provider.triggers.video import error_message
 
         try:
             request_id = normalise_request_id(self.request_id)
@@ -231,6 +231,10 @@ class VideoFetchSensor(BaseSensorOperator):
             if self.soft_fail:
                 raise AirflowSkipException(message)
             raise AirflowSensorTimeout(message)
+        # imported here: the trigger module pulls in airflow.triggers.base, which DAG parsing
+        # does not need (benchmarks/parse_cost.py)
+        from modelslab_provider.triggers.video import VideoFetchTrigger
+
         trigger = VideoFetchTrigger(
             request_id=tracker.request_id,
             modelslab_conn_id=self.modelslab_conn_id,
@@ -250,6 +254,8 @@ class VideoFetchSensor(BaseSensorOperator):
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> list[str]:
         """Resume after the trigger: the URLs, or the failure it reported."""
+        from modelslab_provider.triggers.video import urls_from_event
+
         urls = urls_from_event(event, conn_id=self.modelslab_conn_id, timeout_exception=AirflowSensorTimeout)
         assert isinstance(event, dict)
         self.log.info(
