@@ -22,17 +22,28 @@ CONN_FIELDS: dict[str, dict[str, Any]] = {
         "description": "How many times a call is tried on a transient failure (5xx, timeout, rate limit).",
         "schema": {"type": ["integer", "null"], "minimum": 1, "maximum": 10, "default": 4},
     },
+    "allow_plain_http": {
+        "label": "Allow plain http:// to a remote host",
+        "description": (
+            "Sends the API key unencrypted. Only for a trusted network, e.g. the simulator in another "
+            "container; 127.0.0.1 and localhost never need it."
+        ),
+        "schema": {"type": ["boolean", "null"], "default": False},
+    },
 }
+#: what the Port field says; the browser test types what it asks for
+PORT_LABEL = "Port (type 443: the Test button needs it on Airflow 3.3.1-3.3.2)"
 # ``port`` stays visible although the Base URL can carry one: Airflow 3.3.1-3.3.2's Test button is
 # refused ("Bad Request") for any connection whose port is empty (apache/airflow#73298), so users
-# of those versions fill in 443. The hook appends it to a Base URL that has no port of its own.
+# of those versions fill in 443. The label says so: a grey "443" placeholder alone looks like a
+# value already filled in (issue 17). The hook appends Port to a Base URL that has no port of its
+# own; a Base URL's own port wins, and the Test message says which address was used.
 UI_FIELD_BEHAVIOUR: dict[str, Any] = {
     "hidden_fields": ["schema", "login", "extra"],
-    "relabeling": {"password": "API Key", "host": "Base URL"},
+    "relabeling": {"password": "API Key", "host": "Base URL", "port": PORT_LABEL},
     "placeholders": {
         "host": DEFAULT_BASE_URL,
         "password": "your ModelsLab API key",
-        "port": "443",
         "timeout": str(int(DEFAULT_TIMEOUT)),
         "max_retries": "4",
     },

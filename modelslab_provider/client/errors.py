@@ -69,3 +69,13 @@ class ModelsLabTimeoutError(ModelsLabError):
     def __init__(self, message: str, *, request_id: str | None = None) -> None:
         super().__init__(message)
         self.request_id = request_id
+
+
+def refused_key_message(exc: BaseException, conn_id: str | None = None) -> str:
+    """One wording for a refused key, on the Test button and in a failed task alike.
+
+    The Test button passes no id: Airflow tests a temporary copy of the connection under a random
+    id the user never saw, and the user is looking at the connection anyway.
+    """
+    which = "this connection" if conn_id is None else f"connection {conn_id!r}"
+    return f"{str(exc).rstrip('.')}. Check the API Key (password field) of {which}."

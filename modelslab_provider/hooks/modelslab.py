@@ -6,6 +6,7 @@ extra); requests, retries and response handling live in :mod:`modelslab_provider
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Mapping
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
@@ -21,7 +22,12 @@ from modelslab_provider.client.core import (
     VideoResult,
     normalise_base_url,
 )
-from modelslab_provider.client.errors import ModelsLabAuthError, ModelsLabConfigError, ModelsLabError
+from modelslab_provider.client.errors import (
+    ModelsLabAuthError,
+    ModelsLabConfigError,
+    ModelsLabError,
+    refused_key_message,
+)
 from modelslab_provider.connection_form import CONN_FIELDS, UI_FIELD_BEHAVIOUR
 
 if TYPE_CHECKING:
@@ -31,36 +37,93 @@ if TYPE_CHECKING:
     from modelslab_provider.client.sync import ModelsLabClient
 
 
-def settings_from_connection(conn: Connection, extra: Mapping[str, Any]) -> ClientSettings:
-    """Build client settings from a connection, with errors that name the connection and field."""
+def settings_from_connection(
+    conn: Connection, extra: Mapping[str, Any], *, name_connection: bool = True
+) -> ClientSettings:
+    """Build client settings from a connection, with errors that name the connection and field.
+
+    ``name_connection=False`` words the errors for the Test button, which checks a temporary copy
+    of the connection under a random id.
+    """
     conn_id = getattr(conn, "conn_id", None) or "?"
+    this = f"Connection {conn_id!r}" if name_connection else "This connection"
     key = conn.password or extra.get("api_key")
     if not key or not str(key).strip():
         raise ModelsLabConfigError(
-            f"Connection {conn_id!r} has no API key: put your ModelsLab API key in its password "
+            f"{this} has no API key: put your ModelsLab API key in its password "
             "field (labelled 'API Key' in the UI)."
         )
-    host = (conn.host or "").strip()
     try:
-        if host and conn.port:
-            parts = urlsplit(normalise_base_url(host))
-            if parts.port is None:
-                host = f"{parts.scheme}://{parts.netloc}:{int(conn.port)}{parts.path}"
+        host = base_url_from_connection(conn)
         # an empty form field means the default; 0 is a value (and is refused below, not replaced)
         timeout = float(_given(extra.get("timeout"), DEFAULT_TIMEOUT))
         retries = int(_given(extra.get("max_retries"), 4))
     except ModelsLabConfigError as exc:
-        raise ModelsLabConfigError(f"Connection {conn_id!r}: {exc}") from None
+        raise ModelsLabConfigError(f"{this}: {exc}") from None
     except (TypeError, ValueError):
         raise ModelsLabConfigError(
-            f"Connection {conn_id!r}: 'timeout' must be a number of seconds and 'max_retries' an integer."
+            f"{this}: 'timeout' must be a number of seconds and 'max_retries' an integer."
         ) from None
     if not 1 <= retries <= 10:
-        raise ModelsLabConfigError(f"Connection {conn_id!r}: 'max_retries' must be between 1 and 10.")
+        raise ModelsLabConfigError(f"{this}: 'max_retries' must be between 1 and 10.")
     try:
-        return ClientSettings(api_key=str(key).strip(), base_url=host, timeout=timeout, max_retries=retries)
+        settings = ClientSettings(
+            api_key=str(key).strip(), base_url=host, timeout=timeout, max_retries=retries
+        )
     except ModelsLabConfigError as exc:
-        raise ModelsLabConfigError(f"Connection {conn_id!r}: {exc}") from None
+        raise ModelsLabConfigError(f"{this}: {exc}") from None
+    _refuse_cleartext(settings.base_url, extra.get("allow_plain_http"), this)
+    return settings
+
+
+def base_url_from_connection(conn: Connection) -> str:
+    """The Base URL (host), with the Port field appended when the Base URL has no port of its own.
+
+    A Base URL's own port wins over the Port field: the URL is what users copy from ModelsLab or
+    from the simulator's banner, while Port exists for Airflow's Test button (see connection_form).
+    """
+    host = (conn.host or "").strip()
+    if host and conn.port:
+        parts = urlsplit(normalise_base_url(host))
+        if parts.port is None:
+            host = f"{parts.scheme}://{parts.netloc}:{int(conn.port)}{parts.path}"
+    return host
+
+
+def unused_port(conn: Connection, base_url: str) -> int | None:
+    """The Port field's value when the address in ``base_url`` does not use it, else None."""
+    if not conn.port:
+        return None
+    parts = urlsplit(base_url)
+    used = parts.port or (443 if parts.scheme == "https" else 80)
+    return None if int(conn.port) == used else int(conn.port)
+
+
+def _refuse_cleartext(base_url: str, allowed: Any, this: str) -> None:
+    """The key travels in the request body: plain http is for loopback (the simulator) or by opt-in."""
+    parts = urlsplit(base_url)
+    if parts.scheme != "http" or _is_loopback(parts.hostname or "") or _truthy(allowed):
+        return
+    raise ModelsLabConfigError(
+        f"{this}: the Base URL {base_url} uses plain http:// to another machine, which would send the "
+        "API key unencrypted. Change the Base URL (host) field to https://, or, on a trusted network "
+        "only, tick the extra field 'Allow plain http:// to a remote host' (allow_plain_http: true)."
+    )
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _truthy(value: Any) -> bool:
+    if isinstance(value, str):
+        return value.strip().lower() in ("true", "1", "yes", "on")
+    return value is True
 
 
 def _given(value: Any, default: Any) -> Any:
@@ -108,10 +171,11 @@ class ModelsLabHook(BaseHook):
     def get_connection_form_widgets(cls) -> dict[str, Any]:
         """Legacy form widgets, read by Airflow 3.1 (which mocks wtforms); 3.2+ reads ``conn-fields``."""
         from flask_appbuilder.fieldwidgets import BS3TextFieldWidget
-        from wtforms import IntegerField, StringField
+        from wtforms import BooleanField, IntegerField, StringField
         from wtforms.validators import NumberRange, Optional
 
         timeout, retries = CONN_FIELDS["timeout"], CONN_FIELDS["max_retries"]
+        plain_http = CONN_FIELDS["allow_plain_http"]
         return {
             "timeout": StringField(
                 timeout["label"],
@@ -126,6 +190,11 @@ class ModelsLabHook(BaseHook):
                 description=retries["description"],
                 default=retries["schema"]["default"],
             ),
+            "allow_plain_http": BooleanField(
+                plain_http["label"],
+                description=plain_http["description"],
+                default=plain_http["schema"]["default"],
+            ),
         }
 
     # ------------------------------------------------------------------ settings and clients
@@ -137,6 +206,13 @@ class ModelsLabHook(BaseHook):
             raise AirflowNotFoundException(missing_connection_message(self.modelslab_conn_id)) from exc
         settings = settings_from_connection(conn, conn.extra_dejson)
         _mask(settings.api_key)
+        if (port := unused_port(conn, settings.base_url)) is not None:
+            self.log.warning(
+                "Connection %s: the Port field (%s) is not used; the Base URL's address %s wins.",
+                self.modelslab_conn_id,
+                port,
+                settings.base_url,
+            )
         return settings
 
     async def aget_client_settings(self) -> ClientSettings:
@@ -184,19 +260,36 @@ class ModelsLabHook(BaseHook):
         return self.client.wallet_balance()
 
     def test_connection(self) -> tuple[bool, str]:
-        """Check the key with the free wallet-balance call; never creates paid work."""
+        """Check the key with the free wallet-balance call; never creates paid work.
+
+        Airflow's Test button runs this on a temporary copy of the connection under a random id,
+        so no message names the connection; each one names the address it used instead.
+        """
+        from modelslab_provider.client.sync import ModelsLabClient
+
         try:
-            balance = self.wallet_balance()
-        except ModelsLabAuthError as exc:
-            return (
-                False,
-                f"{str(exc).rstrip('.')}. Check the API Key of connection {self.modelslab_conn_id!r}.",
-            )
+            conn = self.get_connection(self.modelslab_conn_id)
+            settings = settings_from_connection(conn, conn.extra_dejson, name_connection=False)
         except ModelsLabError as exc:
             return False, str(exc)
         except Exception as exc:  # the UI shows this text; never a traceback with internals
-            return False, f"Could not test connection {self.modelslab_conn_id!r}: {type(exc).__name__}: {exc}"
-        return True, f"Connected to ModelsLab at {self.client.settings.base_url}; wallet balance: {balance}."
+            return False, f"Could not read the connection: {type(exc).__name__}: {exc}"
+        _mask(settings.api_key)
+        address = settings.base_url
+        port = unused_port(conn, address)
+        used = f" (the Base URL's address; the Port field's {port} is not used)" if port else ""
+        client = ModelsLabClient(settings)
+        try:
+            balance = client.wallet_balance()
+        except ModelsLabAuthError as exc:
+            return False, f"{refused_key_message(exc)} Tested {address}{used}."
+        except ModelsLabError as exc:
+            return False, f"{str(exc).rstrip('.')}. Tested {address}{used}."
+        except Exception as exc:  # the UI shows this text; never a traceback with internals
+            return False, f"Could not test ModelsLab at {address}{used}: {type(exc).__name__}: {exc}"
+        finally:
+            client.close()
+        return True, f"Connected to ModelsLab at {address}{used}; wallet balance: {balance}."
 
 
 def _mask(secret: str) -> None:

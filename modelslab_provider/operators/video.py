@@ -82,6 +82,7 @@ from modelslab_provider.client.errors import (
     ModelsLabRateLimitError,
     ModelsLabTimeoutError,
     ModelsLabTransientError,
+    refused_key_message,
 )
 from modelslab_provider.client.policy import PollPolicy, RetryPolicy, WaitTracker
 from modelslab_provider.hooks.modelslab import ModelsLabHook
@@ -538,7 +539,7 @@ class ModelsLabVideoOperator(ResumableJobMixin, BaseOperator):
     def _failure(self, exc: ModelsLabError) -> Exception:
         """Errors a retry cannot fix: bad key, refused request, unknown request, wrong settings."""
         if isinstance(exc, ModelsLabAuthError):
-            return AirflowFailException(f"{exc} Check the API key of connection {self.modelslab_conn_id!r}.")
+            return AirflowFailException(refused_key_message(exc, self.modelslab_conn_id))
         return AirflowFailException(str(exc))
 
     # ------------------------------------------------------------------ wait

@@ -28,6 +28,7 @@ from modelslab_provider.client.errors import (
     ModelsLabNotFoundError,
     ModelsLabRequestError,
     ModelsLabTimeoutError,
+    refused_key_message,
 )
 from modelslab_provider.client.policy import Action, PollPolicy, WaitTracker
 
@@ -62,7 +63,7 @@ def _error_type(exc: BaseException) -> str:
 def error_message(exc: BaseException, conn_id: str) -> str:
     """The text a user reads for a failed wait: the API's own message, plus what to check."""
     if isinstance(exc, ModelsLabAuthError):
-        return f"{exc} Check the API key (password) of Airflow connection {conn_id!r}."
+        return refused_key_message(exc, conn_id)
     if isinstance(exc, ModelsLabNotFoundError):
         return f"{exc} Check the request id and the api_version (v6 or v7) of the request."
     if isinstance(exc, ModelsLabError):

@@ -124,6 +124,51 @@ def test_bad_extra_names_connection_and_field(
     assert field in str(exc_info.value)
 
 
+@pytest.mark.parametrize(
+    "host",
+    ["http://modelslab.com", "http://10.0.0.5:8765", "http://sim.internal:8765/api", "http://[2001:db8::1]"],
+)
+def test_plain_http_to_another_machine_is_refused(monkeypatch: pytest.MonkeyPatch, host: str) -> None:
+    """Issue 11 item 10: the key travels in the body, so plain http:// only to loopback or by opt-in."""
+    set_json(monkeypatch, password=KEY, host=host)
+    with pytest.raises(ModelsLabConfigError) as exc_info:
+        ModelsLabHook(CONN_ID).get_client_settings()
+    text = str(exc_info.value)
+    assert CONN_ID in text
+    assert "Base URL (host)" in text
+    assert "allow_plain_http" in text
+    assert KEY not in text
+    ok, message = ModelsLabHook(CONN_ID).test_connection()
+    assert not ok
+    assert "unencrypted" in message
+
+
+@pytest.mark.parametrize("allow", [True, "true", "True", "1"])
+def test_plain_http_to_another_machine_when_the_connection_allows_it(
+    monkeypatch: pytest.MonkeyPatch, allow: object
+) -> None:
+    set_json(monkeypatch, password=KEY, host="http://sim.internal:8765", extra={"allow_plain_http": allow})
+    assert ModelsLabHook(CONN_ID).get_client_settings().base_url == "http://sim.internal:8765"
+
+
+def test_plain_http_opt_in_from_a_uri_and_its_negatives(monkeypatch: pytest.MonkeyPatch) -> None:
+    host = quote("http://sim.internal:8765", safe="")
+    settings = hook_settings(monkeypatch, f"modelslab://:k@{host}?allow_plain_http=true")
+    assert settings.base_url == "http://sim.internal:8765"
+    for no in ("false", "", "0"):
+        with pytest.raises(ModelsLabConfigError, match="unencrypted"):
+            hook_settings(monkeypatch, f"modelslab://:k@{host}?allow_plain_http={no}")
+
+
+@pytest.mark.parametrize(
+    "host",
+    ["http://127.0.0.1:8765", "http://localhost:8765", "http://[::1]:8765", "http://127.0.0.2", "localhost"],
+)
+def test_plain_http_to_loopback_stays_allowed(monkeypatch: pytest.MonkeyPatch, host: str) -> None:
+    set_json(monkeypatch, password=KEY, host=host)
+    assert ModelsLabHook(CONN_ID).get_client_settings().base_url.startswith("http://")
+
+
 def test_conn_id_must_be_a_string() -> None:
     with pytest.raises(ModelsLabConfigError, match="modelslab_conn_id"):
         ModelsLabHook("")
@@ -157,9 +202,72 @@ def test_test_connection_explains_a_refused_key(
     finally:
         sim.configure(auth_error_status=200)
     assert not ok
-    assert "refused the API key" in message
-    assert CONN_ID in message
+    # Airflow's Test button tests a copy under a random id: the message names the address instead
+    assert message == (
+        "ModelsLab refused the API key: Invalid API key. Check the API Key (password field) of "
+        f"this connection. Tested {sim.url}."
+    )
+    assert CONN_ID not in message
+    assert "Check the API Key (password field) of this connection." in message
     assert bad_key not in message
+
+
+def test_a_refused_key_reads_the_same_on_the_test_button_and_in_a_failed_task(
+    monkeypatch: pytest.MonkeyPatch, sim: Simulator
+) -> None:
+    """One wording (issue 17): the Test button, the operators, the sensor and the trigger."""
+    from modelslab_provider.client.errors import ModelsLabAuthError
+    from modelslab_provider.operators.video import ModelsLabTextToVideoOperator
+    from modelslab_provider.triggers.video import error_message
+
+    set_json(monkeypatch, password="invalid-key-wording", host=sim.url)
+    _, on_test_button = ModelsLabHook(CONN_ID).test_connection()
+    refused = ModelsLabAuthError("ModelsLab refused the API key: Invalid API key")
+    operator = ModelsLabTextToVideoOperator(task_id="t", prompt="p", modelslab_conn_id=CONN_ID)
+    in_task = str(operator._failure(refused))
+    in_trigger = error_message(refused, CONN_ID)
+    advice = "ModelsLab refused the API key: Invalid API key. Check the API Key (password field) of {}."
+    assert on_test_button.startswith(advice.format("this connection"))
+    assert in_task == in_trigger == advice.format(f"connection {CONN_ID!r}")
+
+
+def test_test_connection_names_no_connection_id(monkeypatch: pytest.MonkeyPatch) -> None:
+    set_json(monkeypatch, password="", host="http://127.0.0.1:9")
+    ok, message = ModelsLabHook(CONN_ID).test_connection()
+    assert not ok
+    assert message.startswith("This connection has no API key")
+    assert CONN_ID not in message
+
+
+def test_a_base_url_port_wins_over_the_port_field_and_test_says_so(
+    monkeypatch: pytest.MonkeyPatch, sim: Simulator
+) -> None:
+    set_json(monkeypatch, password=KEY, host=sim.url, port=443)
+    hook = ModelsLabHook(CONN_ID)
+    assert hook.get_client_settings().base_url == sim.url
+    ok, message = hook.test_connection()
+    assert ok, message
+    assert message.startswith(
+        f"Connected to ModelsLab at {sim.url} (the Base URL's address; the Port field's 443 is not used);"
+    )
+    # the Port field is used when the Base URL has no port, and then the message has no remark
+    host, port = sim.url.rsplit(":", 1)
+    set_json(monkeypatch, password=KEY, host=host, port=int(port))
+    ok, message = ModelsLabHook(CONN_ID).test_connection()
+    assert ok, message
+    assert message.startswith(f"Connected to ModelsLab at {sim.url}; wallet balance:")
+    # 443 for an https Base URL without a port is the address itself, not an unused field
+    set_json(monkeypatch, password=KEY, port=443)
+    assert ModelsLabHook(CONN_ID).get_client_settings().base_url == "https://modelslab.com"
+
+
+def test_a_failed_test_names_the_address_it_tried(monkeypatch: pytest.MonkeyPatch) -> None:
+    set_json(monkeypatch, password=KEY, host="http://127.0.0.1:9", port=443, extra={"max_retries": 1})
+    ok, message = ModelsLabHook(CONN_ID).test_connection()
+    assert not ok
+    assert message.endswith(
+        "Tested http://127.0.0.1:9 (the Base URL's address; the Port field's 443 is not used)."
+    )
 
 
 def test_test_connection_unreachable_and_misconfigured(monkeypatch: pytest.MonkeyPatch) -> None:
