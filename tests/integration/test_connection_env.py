@@ -32,6 +32,9 @@ def test_connections_test_with_a_json_connection(sim: Simulator, tmp_path: Path)
     conn = json.dumps({"conn_type": "modelslab", "password": CANARY_KEY, "host": sim.url})
     output = airflow(tmp_path, "connections", "test", "modelslab_default", connection=conn)
     assert "Connection success!" in output, output[-3000:]
+    # Airflow's CLI prints only the verdict on success; the balance is shown by the UI's Test
+    # button (README, issue 17). If a new Airflow prints it, the README should say so.
+    assert "wallet balance" not in output, output[-3000:]
     assert CANARY_KEY not in output
     calls = wallet_calls(sim)[before:]
     assert len(calls) == 1
@@ -45,10 +48,25 @@ def test_connections_test_with_a_uri_connection_and_a_refused_key(sim: Simulator
     uri = f"modelslab://:{quote(bad_key, safe='')}@{quote(sim.url, safe='')}"
     output = airflow(tmp_path, "connections", "test", "modelslab_default", connection=uri)
     assert "Connection failed!" in output, output[-3000:]
-    assert "refused the API key" in output
-    assert "'modelslab_default'" in output
+    # the same wording as the UI's Test button: no connection id, the address tested
+    assert (
+        "refused the API key: Invalid API key. Check the API Key (password field) of this connection."
+        in output
+    )
+    assert f"Tested {sim.url}." in output
     assert bad_key not in output
     assert quote(bad_key, safe="") not in output
+
+
+def test_connections_test_refuses_plain_http_to_another_machine(tmp_path: Path) -> None:
+    """Issue 11 item 10: nothing is sent, and the message names the field and the opt-in extra."""
+    conn = json.dumps({"conn_type": "modelslab", "password": CANARY_KEY, "host": "http://sim.invalid:8765"})
+    output = airflow(tmp_path, "connections", "test", "modelslab_default", connection=conn)
+    assert "Connection failed!" in output, output[-3000:]
+    assert "unencrypted" in output
+    assert "Base URL (host)" in output
+    assert "allow_plain_http" in output
+    assert CANARY_KEY not in output
 
 
 def test_providers_get_lists_the_provider(tmp_path: Path) -> None:

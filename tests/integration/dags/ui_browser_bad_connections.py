@@ -1,7 +1,8 @@
 """For test_ui_browser: tasks whose connection was saved in the UI with a bad field.
 
 The Airflow form saves any standard field as typed, so the first task that uses such a
-connection must fail at once with an error that names the field to fix.
+connection must fail at once with an error that names the field to fix; a refused key fails
+with the same wording as the connection's Test button.
 """
 
 from __future__ import annotations
@@ -20,6 +21,9 @@ with DAG(
 ):
     ModelsLabTextToVideoOperator(
         task_id="no_key", modelslab_conn_id="modelslab_no_key", prompt="never sent [sim:instant=1]"
+    )
+    ModelsLabTextToVideoOperator(
+        task_id="wrong_key", modelslab_conn_id="modelslab_wrong_key", prompt="never made [sim:instant=1]"
     )
     ModelsLabTextToVideoOperator(
         task_id="no_host", modelslab_conn_id="modelslab_no_host", prompt="never sent [sim:instant=1]"

@@ -79,19 +79,33 @@ class AirflowServer:
     def start(self) -> AirflowServer:
         try:
             for name in COMPONENTS:
-                with (self.home / f"{name}.log").open("wb") as log:
-                    self.procs[name] = subprocess.Popen(
-                        [AIRFLOW, name],
-                        env=self.env,
-                        cwd=self.home,
-                        stdout=log,
-                        stderr=subprocess.STDOUT,
-                        start_new_session=True,
-                    )
+                self._start(name, self.env)
         except BaseException:
             self.stop()
             raise
         return self
+
+    def _start(self, name: str, env: dict[str, str]) -> None:
+        with (self.home / f"{name}.log").open("ab") as log:
+            self.procs[name] = subprocess.Popen(
+                [AIRFLOW, name],
+                env=env,
+                cwd=self.home,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+
+    def restart_api_server(self, **env: str) -> None:
+        """Stop the API server and start it again with ``env`` added; wait until it answers."""
+        proc = self.procs["api-server"]
+        _signal_group(proc, signal.SIGTERM)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=10)
+        _signal_group(proc, signal.SIGKILL)
+        proc.wait()
+        self._start("api-server", {**self.env, **env})
+        self.wait_ready()
 
     def stop(self) -> None:
         """SIGTERM every component's process group, then SIGKILL what is left after 5 s.
@@ -162,6 +176,14 @@ class AirflowServer:
             headers={"Authorization": f"Bearer {self.token()}", "Content-Type": "application/json"},
         )
         with urllib.request.urlopen(req, timeout=10) as resp:
+            return json.loads(resp.read() or b"null")
+
+    def ui_api(self, path: str) -> Any:
+        """The UI's private API (``/ui/...``), as the React app reads it."""
+        req = urllib.request.Request(
+            f"{self.url}/ui/{path.lstrip('/')}", headers={"Authorization": f"Bearer {self.token()}"}
+        )
+        with urllib.request.urlopen(req, timeout=30) as resp:
             return json.loads(resp.read() or b"null")
 
     def wait_for_dag(self, dag_id: str, timeout: float = 90) -> None:
