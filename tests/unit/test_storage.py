@@ -151,6 +151,10 @@ def make_context() -> Any:
 
 
 def store(urls: Any, destination: str, **kwargs: Any) -> ModelsLabStoreVideosOperator:
+    """The operator with fast retries; the test servers are on 127.0.0.1, so private hosts are allowed
+    unless a test says otherwise (and no ModelsLab connection is trusted unless it names one)."""
+    kwargs.setdefault("allow_private_hosts", True)
+    kwargs.setdefault("modelslab_conn_id", None)
     kwargs.setdefault("retry_initial_delay", 0.05)
     kwargs.setdefault("retry_max_delay", 0.2)
     kwargs.setdefault("http_timeout", 5)
@@ -224,7 +228,9 @@ def test_file_names_are_deterministic() -> None:
     url = "https://pub.r2.dev/video_generations/5f1c.mp4?sig=abc"
     assert file_name("155262350", 0, url, "video/mp4") == "155262350_0.mp4"
     assert file_name("155262350", 1, url, None) == "155262350_1.mp4"
-    assert file_name(None, 0, url, None) == "5f1c.mp4"
+    assert file_name(None, 0, url, None) == file_name(None, 3, url, None)
+    assert file_name(None, 0, url, None).startswith("5f1c-")
+    assert file_name(None, 0, url, None).endswith(".mp4")
     assert file_name("7", 0, "https://h.example/out", "video/mp4; charset=binary") == "7_0.mp4"
     assert file_name("7", 0, "https://h.example/out.GIF", None) == "7_0.gif"
     assert file_name("7", 0, "https://h.example/out", None) == "7_0.bin"
@@ -271,7 +277,8 @@ def test_a_request_id_template_that_rendered_none_falls_back_to_url_names(
 ) -> None:
     base, _ = server
     uris = store([f"{base}/ok.mp4"], f"file://{tmp_path}/v", request_id="None").execute(make_context())
-    assert uris == [f"file://{tmp_path}/v/ok.mp4"]
+    assert uris == [f"file://{tmp_path}/v/{file_name(None, 0, f'{base}/ok.mp4', None)}"]
+    assert uris[0].startswith(f"file://{tmp_path}/v/ok-")
 
 
 def test_a_rerun_overwrites_rather_than_duplicates(server: tuple[str, Script], tmp_path: Path) -> None:
@@ -379,7 +386,9 @@ def test_final_name_never_holds_a_partial_file(server: tuple[str, Script], tmp_p
     assert (dest / "p_0.mp4").read_bytes() == BODY
 
 
-@pytest.mark.parametrize(("path", "status"), [("/bad.mp4", "HTTP 400"), ("/to-file", "InvalidSchema")])
+@pytest.mark.parametrize(
+    ("path", "status"), [("/bad.mp4", "HTTP 400"), ("/to-file", "redirects to a file: location")]
+)
 def test_hopeless_sources_fail_at_once(
     server: tuple[str, Script], tmp_path: Path, path: str, status: str
 ) -> None:
