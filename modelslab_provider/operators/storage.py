@@ -504,6 +504,10 @@ class ModelsLabStoreVideosOperator(BaseOperator):
         try:
             addresses = resolve_host(host, port)
         except (OSError, UnicodeError) as exc:
+            if _proxied(url):
+                # behind an HTTP proxy the proxy resolves names, and the worker may not be able to
+                # (its egress is the proxy's to control); IP literals were still checked above
+                return
             raise VideoDownloadError(f"could not resolve {host}: {_describe(exc)}") from None
         for address in addresses:
             problem = address_problem(address)
@@ -512,8 +516,8 @@ class ModelsLabStoreVideosOperator(BaseOperator):
 
     def _check_peer(self, response: requests.Response, url: str, source: str) -> None:
         """Check the address actually connected to (a DNS answer may change between two lookups)."""
-        if self.allow_private_hosts:
-            return
+        if self.allow_private_hosts or _proxied(url):
+            return  # through a proxy the peer is the proxy, not the source
         sock = _socket_of(response)
         try:
             peer = str(sock.getpeername()[0]) if sock is not None else None
@@ -737,6 +741,18 @@ def _socket_of(response: requests.Response) -> socket.socket | None:
         if isinstance(value, socket.socket):
             return value
     return None
+
+
+def _proxied(url: str) -> bool:
+    """Whether requests sends ``url`` through a proxy from the environment (``HTTPS_PROXY``, ...)."""
+    from requests.utils import get_environ_proxies
+
+    try:
+        proxies = get_environ_proxies(url)
+    except Exception:
+        return False
+    scheme = urlsplit(url).scheme.lower()
+    return bool(proxies.get(scheme) or proxies.get("all"))
 
 
 def _unique_name(name: str, index: int, taken: set[str]) -> str:

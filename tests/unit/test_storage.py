@@ -65,6 +65,8 @@ def _handler(script: Script) -> type[BaseHTTPRequestHandler]:
 
         def do_GET(self) -> None:
             path = self.path.split("?", 1)[0]
+            if path.startswith("http://"):  # asked as an HTTP proxy: absolute-form target
+                path = "/" + path.split("/", 3)[3]
             hit = script.hits[path] = script.hits.get(path, 0) + 1
             script.headers.append(dict(self.headers))
             if path == "/ok.mp4" or path == "/noext":
@@ -736,3 +738,30 @@ def test_lineage_reporting_never_fails_the_task(
 
     monkeypatch.setattr(lineage, "_collector", broken)
     assert len(store([f"{base}/ok.mp4"], f"file://{tmp_path}/v").execute(make_context())) == 1
+
+
+def test_behind_a_proxy_the_proxy_resolves_names(
+    server: tuple[str, Script], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With HTTP_PROXY set, a name the worker cannot resolve goes to the proxy (which is private)."""
+    base, script = server
+
+    def no_dns(host: str, port: int) -> list[str]:
+        raise OSError("Name or service not known")
+
+    monkeypatch.setattr(storage, "resolve_host", no_dns)
+    for name in ("NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    url = "http://cdn.example.test/ok.mp4"
+    # without a proxy an unresolvable name is a transient failure (retried, then the task fails)
+    monkeypatch.delenv("HTTP_PROXY", raising=False)
+    monkeypatch.delenv("http_proxy", raising=False)
+    with pytest.raises(AirflowException, match=r"could not resolve cdn\.example\.test"):
+        store([url], f"file://{tmp_path}/v", allow_private_hosts=False, download_attempts=2).execute(
+            make_context()
+        )
+    monkeypatch.setenv("HTTP_PROXY", base)
+    monkeypatch.setenv("http_proxy", base)
+    uris = store([url], f"file://{tmp_path}/v", allow_private_hosts=False).execute(make_context())
+    assert len(uris) == 1
+    assert script.hits == {"/ok.mp4": 1}
