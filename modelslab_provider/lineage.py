@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from modelslab_provider.client.core import redact_url
 
@@ -71,3 +72,24 @@ def report_video_job(hook: ModelsLabHook, *, endpoint: str, request_id: Any, url
             collector.add_output_asset(context=hook, uri=redact_url(url))
     except Exception:
         log.debug("Could not report lineage for the %s request", endpoint, exc_info=True)
+
+
+def http_dataset_name(uri: str) -> tuple[str, str]:
+    """OpenLineage (namespace, name) of an http(s) URL: ``scheme://host[:port]`` and the path."""
+    parts = urlsplit(uri)
+    host = parts.netloc.rsplit("@", 1)[-1].lower()
+    return f"{parts.scheme.lower()}://{host}", parts.path or "/"
+
+
+def http_asset_to_openlineage(asset: Any, lineage_context: Any) -> Any:
+    """Convert an http(s) ``Asset`` to an OpenLineage dataset.
+
+    Registered for the ``http`` and ``https`` schemes in the provider info (``asset-uris``):
+    without a converter the OpenLineage provider drops such assets, so the ModelsLab URLs that
+    the operators report would never reach an OpenLineage backend. Imported only by the
+    OpenLineage provider, which brings the ``openlineage`` client this needs.
+    """
+    from airflow.providers.common.compat.openlineage.facet import Dataset
+
+    namespace, name = http_dataset_name(asset.uri)
+    return Dataset(namespace=namespace, name=name)
