@@ -229,7 +229,7 @@ def address_problem(address: str) -> str | None:
     if ip.is_loopback:
         return "loopback"
     if ip.is_link_local:
-        return "link-local, e.g. a cloud metadata service"
+        return "link-local"
     if ip.is_unspecified:
         return "unspecified"
     if ip.is_multicast:
@@ -506,7 +506,7 @@ class ModelsLabStoreVideosOperator(BaseOperator):
         except (OSError, UnicodeError) as exc:
             if _proxied(url):
                 # behind an HTTP proxy the proxy resolves names, and the worker may not be able to
-                # (its egress is the proxy's to control); IP literals were still checked above
+                # (its egress is the proxy's to control); an IP literal needs no lookup, never gets here
                 return
             raise VideoDownloadError(f"could not resolve {host}: {_describe(exc)}") from None
         for address in addresses:
@@ -530,12 +530,12 @@ class ModelsLabStoreVideosOperator(BaseOperator):
 
     def _refusal(self, url: str, source: str, host: str, address: str, problem: str) -> AirflowFailException:
         via = "" if url == source else f" (a redirect from {redact_url(source)})"
+        where = " where cloud metadata services live" if problem == "link-local" else ""
         return AirflowFailException(
             f"Refused to fetch {redact_url(url)}{via}: host {host!r} is at {address}, a {problem} "
-            "address, not a public internet address. Sources and every redirect hop must be public "
-            "hosts, so that a URL cannot reach the worker's own network (such as a cloud metadata "
-            "service). If you trust this host, set allow_private_hosts=True on the task. Nothing "
-            "was written."
+            f"address{where}, not a public internet address. Sources and every redirect hop must be public "
+            "hosts, so that a URL cannot reach the worker's own network. If you trust this host, "
+            "set allow_private_hosts=True on the task. Nothing was written."
         )
 
     # ----- copying -------------------------------------------------------------------------------
