@@ -49,5 +49,7 @@ with DAG(
         urls=generate.output,  # the list of output URLs (also sets the dependency)
         destination="{{ params.destination }}",
         # files are named <request_id>_<index>.<ext>, so a retry overwrites instead of duplicating
+        # only public hosts are fetched (allow_private_hosts=False); the local simulator's files on
+        # 127.0.0.1 are fetched because it is the modelslab_default connection's own Base URL
         request_id="{{ ti.xcom_pull(task_ids='generate', key='request_id') }}",
     )

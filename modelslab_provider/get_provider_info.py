@@ -43,6 +43,15 @@ def get_provider_info() -> dict[str, Any]:
             {"integration-name": "ModelsLab", "python-modules": ["modelslab_provider.triggers.video"]}
         ],
         "extra-links": ["modelslab_provider.operators.video.ModelsLabVideoLink"],
+        # lets the OpenLineage provider turn the http(s) URLs the operators report to Airflow's
+        # hook lineage collector into datasets (it drops assets of schemes nobody registered)
+        "asset-uris": [
+            {
+                "schemes": ["http", "https"],
+                "handler": None,
+                "to_openlineage_converter": "modelslab_provider.lineage.http_asset_to_openlineage",
+            }
+        ],
         "connection-types": [
             {
                 "connection-type": "modelslab",

@@ -18,22 +18,32 @@ How a file is written so that no half file is ever visible under its final name:
 
 The ModelsLab API key is never involved: output URLs are public and are fetched with a plain
 ``requests`` session that carries no credentials of ours.
+
+Sources are fetched from public addresses only: the host of every URL and of every redirect hop is
+resolved and each address checked (loopback, link-local such as the cloud metadata address
+169.254.169.254, private and reserved ranges are refused), so a URL list taken from an API answer
+cannot make a worker read its own network. ``allow_private_hosts=True`` lifts this for one task;
+URLs on the ModelsLab connection's own Base URL (e.g. the local simulator) are always allowed.
 """
 
 from __future__ import annotations
 
 import ast
+import contextlib
+import ipaddress
 import mimetypes
 import os
 import posixpath
 import random
 import re
 import secrets
+import socket
+import threading
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, BinaryIO
-from urllib.parse import unquote, urlsplit
+from urllib.parse import unquote, urljoin, urlsplit
 
 from airflow.providers.common.compat.sdk import AirflowException, AirflowFailException, BaseOperator
 
@@ -48,7 +58,11 @@ if TYPE_CHECKING:
 
 USER_AGENT = f"airflow-provider-modelslab/{__version__} (store-videos)"
 DEFAULT_MAX_BYTES = 2 * 1024**3
+DEFAULT_FILE_TIMEOUT = 1800.0
 CHUNK_SIZE = 1024 * 1024
+#: redirects followed per request; every hop's host is checked like the first
+MAX_REDIRECTS = 5
+_REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 
 #: statuses worth another try: output files 403/404 for a few seconds after success (quirk Q5)
 _RETRY_STATUSES = frozenset({403, 404, 408, 425, 429, 500, 502, 503, 504, 520, 521, 522, 523, 524})
@@ -154,8 +168,10 @@ def check_destination_syntax(destination: Any) -> str:
 def file_name(request_id: str | None, index: int, url: str, content_type: str | None) -> str:
     """``<request_id>_<index>.<ext>``, stable across tries so a retry overwrites its own files.
 
-    Without a request id the name comes from the URL's file name (or a hash of the URL), which
-    is just as stable. The extension comes from the URL, else the Content-Type, else ``bin``.
+    Without a request id the name is the URL's file name plus a short hash of the whole URL
+    (``abc-1f2e3d4c.mp4``): just as stable, and two sources that end in the same file name (an
+    output and its proxy link, or two hosts) never share a file. A URL without a file name is
+    named by its hash alone. The extension comes from the URL, else the Content-Type, else ``bin``.
     """
     path = unquote(urlsplit(url).path)
     base = posixpath.basename(path)
@@ -168,7 +184,11 @@ def file_name(request_id: str | None, index: int, url: str, content_type: str | 
         guessed = _KNOWN_TYPES.get(mime) or (mimetypes.guess_extension(mime) or "").lstrip(".")
         ext = guessed if _EXT_RE.match(guessed) else ""
     ext = ext or "bin"
-    prefix = f"{_safe(str(request_id))}_{index}" if request_id else (_safe(stem) or _url_digest(url))
+    if request_id:
+        prefix = f"{_safe(str(request_id))}_{index}"
+    else:
+        safe_stem = _safe(stem)[:100]
+        prefix = f"{safe_stem}-{_url_digest(url)[:8]}" if safe_stem else _url_digest(url)
     return f"{prefix}.{ext}"
 
 
@@ -179,7 +199,7 @@ def _safe(text: str) -> str:
 def _url_digest(url: str) -> str:
     import hashlib
 
-    return hashlib.sha256(url.encode()).hexdigest()[:16]
+    return hashlib.sha256(url.split("#", 1)[0].encode()).hexdigest()[:16]
 
 
 def _describe(exc: BaseException) -> str:
@@ -187,6 +207,61 @@ def _describe(exc: BaseException) -> str:
     text = str(exc).splitlines()[0][:300] if str(exc) else ""
     text = re.sub(r"\?\S*", "?...", text)
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+# ----- which hosts may be fetched -----------------------------------------------------------------
+
+
+def address_problem(address: str) -> str | None:
+    """Why an IP address is not a public internet address (``None`` when it is one).
+
+    IPv4 addresses embedded in IPv6 (``::ffff:127.0.0.1``, 6to4) are judged as the IPv4 address
+    they reach.
+    """
+    try:
+        ip: ipaddress.IPv4Address | ipaddress.IPv6Address = ipaddress.ip_address(address.split("%", 1)[0])
+    except ValueError:
+        return "not an IP address"
+    if isinstance(ip, ipaddress.IPv6Address):
+        embedded = ip.ipv4_mapped or ip.sixtofour or (ip.teredo[1] if ip.teredo else None)
+        if embedded is not None:
+            ip = embedded
+    if ip.is_loopback:
+        return "loopback"
+    if ip.is_link_local:
+        return "link-local"
+    if ip.is_unspecified:
+        return "unspecified"
+    if ip.is_multicast:
+        return "multicast"
+    if ip.is_private:
+        return "private"
+    if not ip.is_global:
+        return "reserved"
+    return None
+
+
+def resolve_host(host: str, port: int) -> list[str]:
+    """Every address ``host`` resolves to (an IP literal is its own single address)."""
+    try:
+        return [str(ipaddress.ip_address(host.strip("[]")))]
+    except ValueError:
+        pass
+    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    return sorted({str(info[4][0]) for info in infos})
+
+
+def _origin(url: str) -> tuple[str, str, int] | None:
+    """(scheme, host, port) with the scheme's default port filled in; ``None`` if unusable."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        return None
+    scheme = parts.scheme.lower()
+    if not parts.hostname or scheme not in ("http", "https"):
+        return None
+    return scheme, parts.hostname.lower(), port or (443 if scheme == "https" else 80)
 
 
 # ----- writers: atomic at the final name -----------------------------------------------------------
@@ -254,17 +329,21 @@ class ModelsLabStoreVideosOperator(BaseOperator):
 
     Each URL is streamed to ``<destination>/<request_id>_<index>.<ext>``; the early 404/403, 429,
     5xx and connection errors are retried with capped, jittered backoff; the byte count is checked
-    against ``Content-Length``; ``max_bytes`` guards the disk. Returns the stored URIs (XCom
-    ``return_value``) and pushes details (source, uri, bytes, content type) as XCom ``files``.
+    against ``Content-Length``; ``max_bytes`` guards the disk and ``file_timeout`` the clock. Only
+    public hosts are fetched (see the module docstring). Returns the stored URIs (XCom
+    ``return_value``) and pushes details (source, uri, bytes, content type) as XCom ``files``; each
+    copy is reported to Airflow's hook lineage collector (source URL in, stored file out).
 
     :param urls: URLs to copy: a list, an XComArg such as ``generate.output``, one URL, or a
-        rendered list. Mapped upstream results (a list of lists) are flattened. Templated.
+        rendered list. Mapped upstream results (a list of lists) are flattened; a URL listed twice
+        is copied once. Templated.
     :param destination: folder URI understood by Airflow's ``ObjectStoragePath``, e.g.
         ``file:///data/videos/`` or ``s3://bucket/prefix/``. Templated.
     :param destination_conn_id: Airflow connection of the storage (e.g. an ``aws`` connection for
         ``s3://``); same as writing ``s3://<conn_id>@bucket/prefix/``. Templated.
     :param request_id: ModelsLab request id used to name the files, so a retry overwrites rather
-        than duplicates. Without it names come from the URLs. Templated.
+        than duplicates. Without it names come from the URLs (file name plus a hash of the URL).
+        Templated.
     :param max_bytes: refuse a file larger than this (checked against ``Content-Length`` before
         writing and again while streaming); ``None`` for no limit.
     :param asset: an ``Asset`` (or its URI) to add to the task's outlets; each run's asset event
@@ -272,6 +351,14 @@ class ModelsLabStoreVideosOperator(BaseOperator):
     :param download_attempts: tries per file within one task try.
     :param retry_initial_delay: first backoff in seconds (it doubles, capped by ``retry_max_delay``).
     :param http_timeout: seconds to wait for the server to send a response or the next chunk.
+    :param file_timeout: seconds one file may take overall, its tries and the pauses between them
+        included; ``None`` for no limit. A file still unfinished then fails the task (Airflow
+        ``retries`` apply).
+    :param allow_private_hosts: also fetch from loopback, private, link-local and reserved
+        addresses. Off by default so a URL or redirect cannot reach the worker's own network.
+    :param modelslab_conn_id: the ModelsLab connection whose Base URL counts as trusted: sources on
+        exactly that origin (e.g. the local simulator on 127.0.0.1) are fetched even when private.
+        Only its host is read, never its key; ``None`` trusts no origin.
     """
 
     template_fields: Sequence[str] = ("urls", "destination", "destination_conn_id", "request_id")
@@ -290,6 +377,9 @@ class ModelsLabStoreVideosOperator(BaseOperator):
         retry_initial_delay: float = 2.0,
         retry_max_delay: float = 30.0,
         http_timeout: float = 60.0,
+        file_timeout: float | None = DEFAULT_FILE_TIMEOUT,
+        allow_private_hosts: bool = False,
+        modelslab_conn_id: str | None = "modelslab_default",
         **kwargs: Any,
     ) -> None:
         if asset is not None:
@@ -302,6 +392,8 @@ class ModelsLabStoreVideosOperator(BaseOperator):
             raise ValueError("max_bytes must be a positive number of bytes or None")
         if download_attempts < 1:
             raise ValueError("download_attempts must be at least 1")
+        if file_timeout is not None and not file_timeout > 0:
+            raise ValueError("file_timeout must be a positive number of seconds or None")
         self.urls = urls
         self.destination = destination
         self.destination_conn_id = destination_conn_id
@@ -312,11 +404,18 @@ class ModelsLabStoreVideosOperator(BaseOperator):
         self.retry_initial_delay = retry_initial_delay
         self.retry_max_delay = retry_max_delay
         self.http_timeout = http_timeout
+        self.file_timeout = file_timeout
+        self.allow_private_hosts = allow_private_hosts
+        self.modelslab_conn_id = modelslab_conn_id
+        self._trusted: tuple[str, str, int] | bool | None = False  # False: not looked up yet
 
     # ----- execute -------------------------------------------------------------------------------
 
     def execute(self, context: Context) -> list[str]:
-        urls = source_urls(self.urls)
+        listed = source_urls(self.urls)
+        urls = list(dict.fromkeys(listed))  # one copy per distinct URL, in the order given
+        if len(urls) < len(listed):
+            self.log.info("%d repeated URL(s) in urls; each URL is copied once", len(listed) - len(urls))
         folder = self.destination_path()
         # a template pulling a missing XCom renders "None": name the files from their URLs then
         rendered = str(self.request_id).strip() if self.request_id is not None else ""
@@ -329,11 +428,16 @@ class ModelsLabStoreVideosOperator(BaseOperator):
         )
         import requests
 
+        from modelslab_provider.lineage import report_copy
+
         stored: list[StoredVideo] = []
+        taken: set[str] = set()
         with requests.Session() as session:
             session.headers.update({"User-Agent": USER_AGENT, "Accept-Encoding": "identity"})
             for index, url in enumerate(urls):
-                stored.append(self._copy_with_retries(session, policy, url, index, request_id, folder))
+                item = self._copy_with_retries(session, policy, url, index, request_id, folder, taken)
+                stored.append(item)
+                report_copy(item.source, item.uri, folder)
         uris = [item.uri for item in stored]
         if self.do_xcom_push:
             context["ti"].xcom_push(key="files", value=[item.to_dict() for item in stored])
@@ -366,10 +470,75 @@ class ModelsLabStoreVideosOperator(BaseOperator):
         except (ValueError, ImportError) as exc:
             raise AirflowFailException(
                 f"destination {text!r}: no file system for {path.protocol}:// ({exc}). Install the "
-                "package that provides it on every worker (e.g. apache-airflow-providers-amazon for "
-                "s3://, apache-airflow-providers-google for gs://) and check the connection id."
+                "package that provides it on every worker (e.g. apache-airflow-providers-amazon[s3fs] "
+                "for s3://, apache-airflow-providers-google for gs://) and check the connection id."
             ) from None
         return path
+
+    # ----- which hosts may be fetched ------------------------------------------------------------
+
+    def _trusted_origin(self) -> tuple[str, str, int] | None:
+        """The ModelsLab connection's Base URL origin, looked up once and only when needed."""
+        if self._trusted is False:
+            self._trusted = None
+            if self.modelslab_conn_id:
+                try:
+                    from modelslab_provider.hooks.modelslab import ModelsLabHook
+
+                    hook = ModelsLabHook(modelslab_conn_id=self.modelslab_conn_id)
+                    self._trusted = _origin(hook.get_client_settings().base_url)
+                except Exception as exc:  # a missing or broken connection just trusts nothing
+                    self.log.debug("No trusted ModelsLab origin (%s)", type(exc).__name__)
+        return self._trusted if isinstance(self._trusted, tuple) else None
+
+    def _check_host(self, url: str, source: str) -> None:
+        """Refuse ``url`` unless every address its host resolves to is public (or it is allowed)."""
+        if self.allow_private_hosts:
+            return
+        origin = _origin(url)
+        if origin is None:
+            raise AirflowFailException(
+                f"Could not copy {redact_url(source)}: {redact_url(url)} is not an http(s) URL."
+            )
+        host, port = origin[1], origin[2]
+        try:
+            addresses = resolve_host(host, port)
+        except (OSError, UnicodeError) as exc:
+            if _proxied(url):
+                # behind an HTTP proxy the proxy resolves names, and the worker may not be able to
+                # (its egress is the proxy's to control); an IP literal needs no lookup, never gets here
+                return
+            raise VideoDownloadError(f"could not resolve {host}: {_describe(exc)}") from None
+        for address in addresses:
+            problem = address_problem(address)
+            if problem is not None and origin != self._trusted_origin():
+                raise self._refusal(url, source, host, address, problem)
+
+    def _check_peer(self, response: requests.Response, url: str, source: str) -> None:
+        """Check the address actually connected to (a DNS answer may change between two lookups)."""
+        if self.allow_private_hosts or _proxied(url):
+            return  # through a proxy the peer is the proxy, not the source
+        sock = _socket_of(response)
+        try:
+            peer = str(sock.getpeername()[0]) if sock is not None else None
+        except OSError:
+            peer = None
+        problem = address_problem(peer) if peer else None
+        if peer and problem is not None and _origin(url) != self._trusted_origin():
+            response.close()
+            raise self._refusal(url, source, urlsplit(url).hostname or "?", peer, problem)
+
+    def _refusal(self, url: str, source: str, host: str, address: str, problem: str) -> AirflowFailException:
+        via = "" if url == source else f" (a redirect from {redact_url(source)})"
+        where = " where cloud metadata services live" if problem == "link-local" else ""
+        return AirflowFailException(
+            f"Refused to fetch {redact_url(url)}{via}: host {host!r} is at {address}, a {problem} "
+            f"address{where}, not a public internet address. Sources and every redirect hop must be public "
+            "hosts, so that a URL cannot reach the worker's own network. If you trust this host, "
+            "set allow_private_hosts=True on the task. Nothing was written."
+        )
+
+    # ----- copying -------------------------------------------------------------------------------
 
     def _copy_with_retries(
         self,
@@ -379,12 +548,14 @@ class ModelsLabStoreVideosOperator(BaseOperator):
         index: int,
         request_id: str | None,
         folder: ObjectStoragePath,
+        taken: set[str],
     ) -> StoredVideo:
+        deadline = None if self.file_timeout is None else time.monotonic() + self.file_timeout
         attempt = 0
         while True:
             attempt += 1
             try:
-                return self._copy_once(session, url, index, request_id, folder)
+                return self._copy_once(session, url, index, request_id, folder, taken, deadline)
             except ModelsLabTransientError as exc:
                 delay = policy.delay(attempt, exc, idempotent=True, jitter=random.random())  # noqa: S311
                 if delay is None:
@@ -393,6 +564,8 @@ class ModelsLabStoreVideosOperator(BaseOperator):
                         "output URLs may 404 for a few seconds after a job succeeds and expire after "
                         "24 hours (temporary outputs)."
                     ) from None
+                if deadline is not None and time.monotonic() + delay >= deadline:
+                    raise self._timed_out(url, f"after {attempt} attempt(s), the last: {exc}") from None
                 self.log.warning(
                     "Copy of %s failed (attempt %d of %d): %s; retrying in %.1f s",
                     redact_url(url),
@@ -403,6 +576,60 @@ class ModelsLabStoreVideosOperator(BaseOperator):
                 )
                 self._sleep(delay)
 
+    def _timed_out(self, url: str, detail: str) -> AirflowException:
+        return AirflowException(
+            f"Copy of {redact_url(url)} did not finish within file_timeout={self.file_timeout:g} s "
+            f"({detail}). Raise file_timeout for very large files or slow links (None: no limit); "
+            "the task's retries apply. The partial copy was removed."
+        )
+
+    def _timeouts(self, url: str, deadline: float | None) -> tuple[float, float]:
+        """(connect, read) timeouts for one request, never past the file's deadline."""
+        connect, read = min(10.0, self.http_timeout), self.http_timeout
+        if deadline is None:
+            return connect, read
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise self._timed_out(url, "no time left for another request")
+        return min(connect, left), min(read, left)
+
+    def _open(self, session: requests.Session, url: str, deadline: float | None) -> requests.Response:
+        """GET ``url``, following up to MAX_REDIRECTS redirects by hand so each hop's host is checked."""
+        import requests
+
+        shown = redact_url(url)
+        current = url
+        for _hop in range(MAX_REDIRECTS + 1):
+            self._check_host(current, url)
+            try:
+                response = session.get(
+                    current, stream=True, allow_redirects=False, timeout=self._timeouts(url, deadline)
+                )
+            except (requests.exceptions.InvalidSchema, requests.exceptions.InvalidURL) as exc:
+                raise AirflowFailException(f"Could not copy {shown}: {_describe(exc)}") from None
+            except requests.RequestException as exc:
+                if deadline is not None and time.monotonic() >= deadline:
+                    raise self._timed_out(url, _describe(exc)) from None
+                raise VideoDownloadError(_describe(exc)) from None
+            self._check_peer(response, current, url)
+            if response.status_code not in _REDIRECT_STATUSES:
+                return response
+            location = response.headers.get("Location", "").strip()
+            response.close()
+            if not location:
+                raise AirflowFailException(
+                    f"Could not copy {shown}: HTTP {response.status_code} redirect without a Location."
+                )
+            target = urljoin(current, location)
+            scheme = urlsplit(target).scheme.lower()
+            if scheme not in ("http", "https"):
+                raise AirflowFailException(
+                    f"Could not copy {shown}: it redirects to a {scheme or 'relative'}: location, and only "
+                    "http and https sources are copied. Nothing was written."
+                )
+            current = target
+        raise AirflowFailException(f"Could not copy {shown}: more than {MAX_REDIRECTS} redirects.")
+
     def _copy_once(
         self,
         session: requests.Session,
@@ -410,19 +637,13 @@ class ModelsLabStoreVideosOperator(BaseOperator):
         index: int,
         request_id: str | None,
         folder: ObjectStoragePath,
+        taken: set[str],
+        deadline: float | None = None,
     ) -> StoredVideo:
         import requests
 
         shown = redact_url(url)
-        try:
-            response = session.get(
-                url, stream=True, timeout=(min(10.0, self.http_timeout), self.http_timeout)
-            )
-        except (requests.exceptions.InvalidSchema, requests.exceptions.InvalidURL) as exc:
-            # e.g. a redirect to a file:// or other non-http location
-            raise AirflowFailException(f"Could not copy {shown}: {_describe(exc)}") from None
-        except requests.RequestException as exc:
-            raise VideoDownloadError(_describe(exc)) from None
+        response = self._open(session, url, deadline)
         with response:
             status = response.status_code
             if status != 200:
@@ -443,11 +664,13 @@ class ModelsLabStoreVideosOperator(BaseOperator):
                     f"{shown} is {expected} bytes, more than max_bytes={self.max_bytes}; nothing was written."
                 )
             content_type = response.headers.get("Content-Type")
-            target = folder / file_name(request_id, index, url, content_type)
+            name = _unique_name(file_name(request_id, index, url, content_type), index, taken)
+            target = folder / name
             writer = _Writer(target)
-            sink = writer.open()
+            watchdog = _Watchdog(response, deadline)
             written = 0
             try:
+                sink = writer.open()
                 for chunk in response.iter_content(chunk_size=CHUNK_SIZE):
                     if not chunk:
                         continue
@@ -458,22 +681,86 @@ class ModelsLabStoreVideosOperator(BaseOperator):
                             "removed."
                         )
                     sink.write(chunk)
+                    if deadline is not None and time.monotonic() >= deadline:
+                        raise self._timed_out(url, f"{written} bytes received")
                 if expected is not None and written != expected:
                     raise VideoDownloadError(
                         f"{shown} sent {written} of the {expected} bytes in its Content-Length"
                     )
                 if written == 0:
                     raise VideoDownloadError(f"{shown} sent an empty body")
+                watchdog.cancel()
                 writer.commit()
-            except requests.RequestException as exc:
+            except BaseException as exc:
+                watchdog.cancel()
                 writer.abort()
-                raise VideoDownloadError(_describe(exc)) from None
-            except BaseException:
-                writer.abort()
+                if watchdog.fired:
+                    raise self._timed_out(url, f"{written} bytes received") from None
+                if isinstance(exc, requests.RequestException):
+                    raise VideoDownloadError(_describe(exc)) from None
                 raise
+        taken.add(name)
         uri = str(target)
         self.log.info("Stored %s (%d bytes) at %s", shown, written, uri)
         return StoredVideo(source=url, uri=uri, bytes=written, content_type=content_type)
+
+
+class _Watchdog:
+    """Shut the response's socket at the file's deadline, so a body that trickles in cannot
+    outlive ``file_timeout`` (a per-read timeout alone never fires while bytes keep coming)."""
+
+    def __init__(self, response: requests.Response, deadline: float | None) -> None:
+        self.fired = False
+        self._response = response
+        self._timer: threading.Timer | None = None
+        if deadline is not None:
+            self._timer = threading.Timer(max(deadline - time.monotonic(), 0.0), self._fire)
+            self._timer.daemon = True
+            self._timer.start()
+
+    def _fire(self) -> None:
+        self.fired = True
+        sock = _socket_of(self._response)
+        if sock is not None:
+            # the plain socket's shutdown (an SSL socket's own would touch its TLS state)
+            with contextlib.suppress(OSError):
+                socket.socket.shutdown(sock, socket.SHUT_RDWR)
+
+    def cancel(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+
+
+def _socket_of(response: requests.Response) -> socket.socket | None:
+    """The socket a streamed response is read from, if urllib3 still holds it."""
+    raw = getattr(response, "raw", None)
+    for path in (("connection", "sock"), ("_connection", "sock"), ("_fp", "fp", "raw", "_sock")):
+        value: Any = raw
+        for attribute in path:
+            value = getattr(value, attribute, None)
+        if isinstance(value, socket.socket):
+            return value
+    return None
+
+
+def _proxied(url: str) -> bool:
+    """Whether requests sends ``url`` through a proxy from the environment (``HTTPS_PROXY``, ...)."""
+    from requests.utils import get_environ_proxies
+
+    try:
+        proxies = get_environ_proxies(url)
+    except Exception:
+        return False
+    scheme = urlsplit(url).scheme.lower()
+    return bool(proxies.get(scheme) or proxies.get("all"))
+
+
+def _unique_name(name: str, index: int, taken: set[str]) -> str:
+    """``name``, or ``<stem>_<index>.<ext>`` when an earlier file of this run already has it."""
+    if name not in taken:
+        return name
+    stem, dot, ext = name.rpartition(".")
+    return f"{stem}_{index}.{ext}" if dot else f"{name}_{index}"
 
 
 def _content_length(response: requests.Response) -> int | None:

@@ -664,6 +664,9 @@ class ModelsLabVideoOperator(ResumableJobMixin, BaseOperator):
         if isinstance(meta, Mapping) and meta:
             ti.xcom_push(key=XCOM_META, value=_compact(meta))
         self.log.info("ModelsLab video ready: %d output URL(s), first %s", len(urls), urls[0])
+        from modelslab_provider.lineage import report_video_job
+
+        report_video_job(self.hook, endpoint=self.endpoint, request_id=details.get("request_id"), urls=urls)
         return urls
 
 

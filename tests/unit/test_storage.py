@@ -6,9 +6,11 @@ store); every failure case also checks that nothing, not even a partial file, is
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -19,8 +21,11 @@ import pytest
 import requests
 from airflow.providers.common.compat.sdk import AirflowException, AirflowFailException, Asset
 
+from modelslab_provider import lineage
+from modelslab_provider.operators import storage
 from modelslab_provider.operators.storage import (
     ModelsLabStoreVideosOperator,
+    address_problem,
     check_destination_syntax,
     file_name,
     source_urls,
@@ -41,6 +46,7 @@ class Script:
         self.headers: list[dict[str, str]] = []
         self.halfway = threading.Event()
         self.release = threading.Event()
+        self.drip_finished = threading.Event()
 
 
 def _handler(script: Script) -> type[BaseHTTPRequestHandler]:
@@ -60,6 +66,8 @@ def _handler(script: Script) -> type[BaseHTTPRequestHandler]:
 
         def do_GET(self) -> None:
             path = self.path.split("?", 1)[0]
+            if path.startswith("http://"):  # asked as an HTTP proxy: absolute-form target
+                path = "/" + path.split("/", 3)[3]
             hit = script.hits[path] = script.hits.get(path, 0) + 1
             script.headers.append(dict(self.headers))
             if path == "/ok.mp4" or path == "/noext":
@@ -103,6 +111,34 @@ def _handler(script: Script) -> type[BaseHTTPRequestHandler]:
                 self.wfile.write(BODY[5000:])
             elif path == "/to-file":
                 self._send(302, b"", {"Location": "file:///etc/hostname"})
+            elif path in ("/a/abc.mp4", "/b/abc.mp4"):
+                self._send(200, path.encode() * 100, {"Content-Type": "video/mp4"})
+            elif path == "/drip.mp4":
+                # a body that keeps trickling in: no single read ever waits long
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(BODY)))
+                self.end_headers()
+                for start in range(0, len(BODY), 100):
+                    if script.release.is_set():
+                        break
+                    try:
+                        self.wfile.write(BODY[start : start + 100])
+                        self.wfile.flush()
+                    except OSError:
+                        break
+                    time.sleep(0.05)
+                else:
+                    script.drip_finished.set()
+                self.close_connection = True
+            elif path == "/to-ok":
+                self._send(302, b"", {"Location": "/ok.mp4"})
+            elif path == "/loop":
+                self._send(302, b"", {"Location": "/loop"})
+            elif path == "/to-metadata":
+                self._send(302, b"", {"Location": "http://169.254.169.254/latest/meta-data/"})
+            elif path == "/to-localhost":
+                port = self.server.server_address[1]
+                self._send(307, b"", {"Location": f"http://localhost:{port}/ok.mp4"})
             elif path == "/bad.mp4":
                 self._send(400, b"bad request")
             else:
@@ -151,6 +187,10 @@ def make_context() -> Any:
 
 
 def store(urls: Any, destination: str, **kwargs: Any) -> ModelsLabStoreVideosOperator:
+    """The operator with fast retries; the test servers are on 127.0.0.1, so private hosts are allowed
+    unless a test says otherwise (and no ModelsLab connection is trusted unless it names one)."""
+    kwargs.setdefault("allow_private_hosts", True)
+    kwargs.setdefault("modelslab_conn_id", None)
     kwargs.setdefault("retry_initial_delay", 0.05)
     kwargs.setdefault("retry_max_delay", 0.2)
     kwargs.setdefault("http_timeout", 5)
@@ -224,7 +264,9 @@ def test_file_names_are_deterministic() -> None:
     url = "https://pub.r2.dev/video_generations/5f1c.mp4?sig=abc"
     assert file_name("155262350", 0, url, "video/mp4") == "155262350_0.mp4"
     assert file_name("155262350", 1, url, None) == "155262350_1.mp4"
-    assert file_name(None, 0, url, None) == "5f1c.mp4"
+    assert file_name(None, 0, url, None) == file_name(None, 3, url, None)
+    assert file_name(None, 0, url, None).startswith("5f1c-")
+    assert file_name(None, 0, url, None).endswith(".mp4")
     assert file_name("7", 0, "https://h.example/out", "video/mp4; charset=binary") == "7_0.mp4"
     assert file_name("7", 0, "https://h.example/out.GIF", None) == "7_0.gif"
     assert file_name("7", 0, "https://h.example/out", None) == "7_0.bin"
@@ -271,7 +313,8 @@ def test_a_request_id_template_that_rendered_none_falls_back_to_url_names(
 ) -> None:
     base, _ = server
     uris = store([f"{base}/ok.mp4"], f"file://{tmp_path}/v", request_id="None").execute(make_context())
-    assert uris == [f"file://{tmp_path}/v/ok.mp4"]
+    assert uris == [f"file://{tmp_path}/v/{file_name(None, 0, f'{base}/ok.mp4', None)}"]
+    assert uris[0].startswith(f"file://{tmp_path}/v/ok-")
 
 
 def test_a_rerun_overwrites_rather_than_duplicates(server: tuple[str, Script], tmp_path: Path) -> None:
@@ -379,7 +422,9 @@ def test_final_name_never_holds_a_partial_file(server: tuple[str, Script], tmp_p
     assert (dest / "p_0.mp4").read_bytes() == BODY
 
 
-@pytest.mark.parametrize(("path", "status"), [("/bad.mp4", "HTTP 400"), ("/to-file", "InvalidSchema")])
+@pytest.mark.parametrize(
+    ("path", "status"), [("/bad.mp4", "HTTP 400"), ("/to-file", "redirects to a file: location")]
+)
 def test_hopeless_sources_fail_at_once(
     server: tuple[str, Script], tmp_path: Path, path: str, status: str
 ) -> None:
@@ -451,3 +496,274 @@ def test_asset_outlet_carries_the_stored_uris(server: tuple[str, Script], tmp_pa
     assert context["outlet_events"][asset].extra == {"uris": uris, "request_id": "a", "bytes": len(BODY)}
     by_name = store([f"{base}/ok.mp4"], f"file://{tmp_path}/x/", asset="modelslab_videos")
     assert [a.name for a in by_name.outlets] == ["modelslab_videos"]
+
+
+# ----- 11.15a: one file per source ---------------------------------------------------------------
+
+
+def test_sources_with_the_same_file_name_get_their_own_files(
+    server: tuple[str, Script], tmp_path: Path
+) -> None:
+    base, _ = server
+    dest = tmp_path / "v"
+    a, b = f"{base}/a/abc.mp4", f"{base}/b/abc.mp4"
+    other_host = b.replace("127.0.0.1", "localhost")  # same path on another host name
+    uris = store([a, b, other_host, a], f"file://{dest}/").execute(make_context())
+    assert len(uris) == len(set(uris)) == 3  # the repeated URL is copied once
+    assert sorted(listing(dest)) == sorted(u.rsplit("/", 1)[-1] for u in uris)
+    assert (dest / uris[0].rsplit("/", 1)[-1]).read_bytes() == b"/a/abc.mp4" * 100
+    assert (dest / uris[1].rsplit("/", 1)[-1]).read_bytes() == b"/b/abc.mp4" * 100
+    # names are deterministic: a retry of the task overwrites the same files
+    assert store([a, b, other_host], f"file://{dest}/").execute(make_context()) == uris
+    assert len(listing(dest)) == 3
+
+
+def test_an_output_and_its_proxy_link_are_two_files(sim: Simulator, tmp_path: Path) -> None:
+    job = submit(sim, "[sim:instant=1]")
+    urls = [*job["output"], *job["proxy_links"]]
+    assert {u.rsplit("/", 1)[-1] for u in urls} == {urls[0].rsplit("/", 1)[-1]}  # same file name
+    dest = tmp_path / "v"
+    uris = store(urls, f"file://{dest}/").execute(make_context())
+    assert len(uris) == len(set(uris)) == len(urls) == 2
+    assert len(listing(dest)) == 2
+
+
+# ----- 11.15b: public hosts only, on every redirect hop ------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("address", "problem"),
+    [
+        ("127.0.0.1", "loopback"),
+        ("::1", "loopback"),
+        ("169.254.169.254", "link-local"),
+        ("fe80::1", "link-local"),
+        ("10.1.2.3", "private"),
+        ("172.16.0.1", "private"),
+        ("192.168.1.1", "private"),
+        ("fd00::1", "private"),
+        ("100.64.0.1", "reserved"),  # carrier-grade NAT
+        ("0.0.0.0", "unspecified"),
+        ("224.0.0.251", "multicast"),
+        ("::ffff:127.0.0.1", "loopback"),  # IPv4-mapped
+        ("::ffff:169.254.169.254", "link-local"),
+        ("2002:7f00:1::1", "loopback"),  # 6to4 of 127.0.0.1
+        ("8.8.8.8", None),
+        ("2606:4700:4700::1111", None),
+    ],
+)
+def test_address_classes(address: str, problem: str | None) -> None:
+    found = address_problem(address)
+    assert (found is None) if problem is None else (found is not None and found.startswith(problem))
+
+
+@pytest.mark.parametrize("path", ["/ok.mp4", "/to-ok"])
+def test_a_loopback_source_is_refused_unless_allowed(
+    server: tuple[str, Script], tmp_path: Path, path: str
+) -> None:
+    base, script = server
+    for url in (f"{base}{path}", f"{base.replace('127.0.0.1', 'localhost')}{path}"):
+        op = store([url], f"file://{tmp_path}/v", allow_private_hosts=False)
+        with pytest.raises(
+            AirflowFailException, match=r"at 127\.0\.0\.1, a loopback.*allow_private_hosts=True"
+        ):
+            op.execute(make_context())
+    assert script.hits == {}  # refused before connecting
+    assert listing(tmp_path / "v") == []
+    # the same task with the explicit opt-in copies it (following the redirect by hand)
+    uris = store([f"{base}{path}"], f"file://{tmp_path}/v", allow_private_hosts=True).execute(make_context())
+    assert len(uris) == 1
+    assert (tmp_path / "v" / uris[0].rsplit("/", 1)[-1]).read_bytes() == BODY
+
+
+def test_every_resolved_address_is_checked(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """A name with one public and one private address is refused (naming the private one)."""
+    monkeypatch.setattr(storage, "resolve_host", lambda host, port: ["93.184.216.34", "10.0.0.7"])
+    op = store(["https://cdn.example.test/a.mp4"], f"file://{tmp_path}/v", allow_private_hosts=False)
+    with pytest.raises(AirflowFailException, match=r"'cdn\.example\.test' is at 10\.0\.0\.7, a private"):
+        op.execute(make_context())
+
+
+def trust(monkeypatch: pytest.MonkeyPatch, base: str) -> str:
+    """A ModelsLab connection whose Base URL is ``base`` (as the simulator's is); returns its id."""
+    conn = {"conn_type": "modelslab", "password": "sk-unit-storage", "host": base}
+    monkeypatch.setenv("AIRFLOW_CONN_MODELSLAB_STORE_TRUST", json.dumps(conn))
+    return "modelslab_store_trust"
+
+
+def test_the_modelslab_connection_origin_is_trusted(
+    server: tuple[str, Script], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    base, _ = server
+    conn_id = trust(monkeypatch, base)
+    dest = tmp_path / "v"
+    op = store([f"{base}/ok.mp4"], f"file://{dest}", allow_private_hosts=False, modelslab_conn_id=conn_id)
+    assert len(op.execute(make_context())) == 1
+    # another origin on the same machine (other host name) is not
+    other = base.replace("127.0.0.1", "localhost")
+    op = store([f"{other}/ok.mp4"], f"file://{dest}", allow_private_hosts=False, modelslab_conn_id=conn_id)
+    with pytest.raises(AirflowFailException, match="loopback"):
+        op.execute(make_context())
+
+
+@pytest.mark.parametrize(
+    ("path", "message"),
+    [
+        (
+            "/to-metadata",
+            r"169\.254\.169\.254/latest/meta-data/ \(a redirect from .*/to-metadata\).*link-local",
+        ),
+        ("/to-localhost", r"localhost:\d+/ok\.mp4 \(a redirect from .*/to-localhost\).*loopback"),
+    ],
+)
+def test_every_redirect_hop_is_checked(
+    server: tuple[str, Script], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, path: str, message: str
+) -> None:
+    """The first hop is allowed (the trusted connection origin); where it redirects to is not."""
+    base, script = server
+    conn_id = trust(monkeypatch, base)
+    op = store(
+        [f"{base}{path}"], f"file://{tmp_path}/v", allow_private_hosts=False, modelslab_conn_id=conn_id
+    )
+    with pytest.raises(AirflowFailException, match=message):
+        op.execute(make_context())
+    assert script.hits == {path: 1}  # the redirect target was never requested
+    assert listing(tmp_path / "v") == []
+
+
+def test_redirect_loops_end(server: tuple[str, Script], tmp_path: Path) -> None:
+    base, script = server
+    with pytest.raises(AirflowFailException, match=f"more than {storage.MAX_REDIRECTS} redirects"):
+        store([f"{base}/loop"], f"file://{tmp_path}/v").execute(make_context())
+    assert script.hits == {"/loop": storage.MAX_REDIRECTS + 1}
+
+
+def test_the_connected_address_is_checked_too(
+    server: tuple[str, Script], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """DNS rebinding: the name looked public when checked, the connection went to 127.0.0.1."""
+    base, _ = server
+    monkeypatch.setattr(storage, "resolve_host", lambda host, port: ["93.184.216.34"])
+    url = f"{base.replace('127.0.0.1', 'localhost')}/ok.mp4"
+    with pytest.raises(AirflowFailException, match=r"at 127\.0\.0\.1, a loopback"):
+        store([url], f"file://{tmp_path}/v", allow_private_hosts=False).execute(make_context())
+    assert listing(tmp_path / "v") == []
+
+
+# ----- 11.15c: an overall time limit per file ------------------------------------------------------
+
+
+def test_a_trickling_body_is_cut_off_at_file_timeout(server: tuple[str, Script], tmp_path: Path) -> None:
+    base, script = server
+    op = store([f"{base}/drip.mp4"], f"file://{tmp_path}/v", file_timeout=1.0, http_timeout=5)
+    with pytest.raises(AirflowException, match=r"did not finish within file_timeout=1 s") as info:
+        op.execute(make_context())
+    # the body takes over 5 s to send and no single read waits long: only the overall limit ends it
+    assert not script.drip_finished.is_set()
+    assert not isinstance(info.value, AirflowFailException)  # the task's retries apply
+    assert listing(tmp_path / "v") == []
+
+
+def test_file_timeout_covers_the_retries(server: tuple[str, Script], tmp_path: Path) -> None:
+    base, script = server
+    op = store(
+        [f"{base}/never-there.mp4"],
+        f"file://{tmp_path}/v",
+        file_timeout=0.5,
+        download_attempts=50,
+        retry_initial_delay=0.2,
+        retry_max_delay=0.2,
+    )
+    with pytest.raises(
+        AirflowException, match=r"file_timeout=0\.5 s \(after \d+ attempt\(s\), the last: HTTP 404"
+    ):
+        op.execute(make_context())
+    assert script.hits["/never-there.mp4"] < 50
+
+
+def test_file_timeout_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="file_timeout"):
+        store(["https://x.example/a.mp4"], "file:///tmp/v", file_timeout=0)
+
+
+# ----- lineage ----------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def collector(monkeypatch: pytest.MonkeyPatch) -> Any:
+    """Airflow's real hook lineage collector (what a registered lineage reader switches on)."""
+    from airflow.sdk.lineage import HookLineageCollector
+
+    real = HookLineageCollector()
+    monkeypatch.setattr(lineage, "_collector", lambda: real)
+    return real
+
+
+def test_copies_are_reported_to_hook_lineage(
+    server: tuple[str, Script], tmp_path: Path, collector: Any
+) -> None:
+    base, _ = server
+    uris = store(
+        [f"{base}/ok.mp4?token=secret", f"{base}/noext"], f"file://{tmp_path}/v", request_id="7"
+    ).execute(make_context())
+    collected = collector.collected_assets
+    assert [i.asset.uri for i in collected.inputs] == [f"{base}/ok.mp4", f"{base}/noext"]
+    assert [o.asset.uri for o in collected.outputs] == uris
+
+
+def test_a_finished_generation_is_reported_to_hook_lineage(
+    collector: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from modelslab_provider.hooks.modelslab import ModelsLabHook
+
+    conn_id = trust(monkeypatch, "http://127.0.0.1:9")
+    lineage.report_video_job(
+        ModelsLabHook(modelslab_conn_id=conn_id),
+        endpoint="text2video",
+        request_id=155262350,
+        urls=["https://pub.r2.dev/video_generations/a.mp4?sig=x"],
+    )
+    collected = collector.collected_assets
+    assert [(i.asset.uri, i.asset.extra) for i in collected.inputs] == [
+        ("http://127.0.0.1:9/api/v6/video/text2video", {"request_id": "155262350"})
+    ]
+    assert [o.asset.uri for o in collected.outputs] == ["https://pub.r2.dev/video_generations/a.mp4"]
+
+
+def test_lineage_reporting_never_fails_the_task(
+    server: tuple[str, Script], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    base, _ = server
+
+    def broken() -> Any:
+        raise RuntimeError("collector unavailable")
+
+    monkeypatch.setattr(lineage, "_collector", broken)
+    assert len(store([f"{base}/ok.mp4"], f"file://{tmp_path}/v").execute(make_context())) == 1
+
+
+def test_behind_a_proxy_the_proxy_resolves_names(
+    server: tuple[str, Script], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With HTTP_PROXY set, a name the worker cannot resolve goes to the proxy (which is private)."""
+    base, script = server
+
+    def no_dns(host: str, port: int) -> list[str]:
+        raise OSError("Name or service not known")
+
+    monkeypatch.setattr(storage, "resolve_host", no_dns)
+    for name in ("NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    url = "http://cdn.example.test/ok.mp4"
+    # without a proxy an unresolvable name is a transient failure (retried, then the task fails)
+    monkeypatch.delenv("HTTP_PROXY", raising=False)
+    monkeypatch.delenv("http_proxy", raising=False)
+    with pytest.raises(AirflowException, match=r"could not resolve cdn\.example\.test"):
+        store([url], f"file://{tmp_path}/v", allow_private_hosts=False, download_attempts=2).execute(
+            make_context()
+        )
+    monkeypatch.setenv("HTTP_PROXY", base)
+    monkeypatch.setenv("http_proxy", base)
+    uris = store([url], f"file://{tmp_path}/v", allow_private_hosts=False).execute(make_context())
+    assert len(uris) == 1
+    assert script.hits == {"/ok.mp4": 1}
