@@ -64,12 +64,13 @@ venv: $(BASE_STAMP) $(call extra,test) $(call extra,dev) $(call extra,ui) $(call
 demo: $(BASE_STAMP) ## run dags_examples/example_text_to_video.py end to end against the simulator (real API if MODELSLAB_API_KEY is set)
 	$(BIN)/python scripts/demo.py --home $(DEMO_HOME)
 
-lint: $(call extra,dev) ## ruff (incl. logging-format rules), ruff format --check, mypy, workflow and pre-commit config checks
+lint: $(call extra,dev) ## ruff (incl. logging-format rules), ruff format --check, mypy, GitHub workflows (schema + zizmor), pre-commit config
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 	$(BIN)/mypy scripts
-	$(BIN)/actionlint
+	$(BIN)/check-jsonschema --builtin-schema vendor.github-workflows .github/workflows/*.yml
+	$(BIN)/zizmor --offline --quiet --config .github/zizmor.yml .github/workflows/
 	$(BIN)/pre-commit validate-config .pre-commit-config.yaml
 
 test: lint $(call extra,test) $(call extra,ui) $(call extra,bench) ## lint, then the whole pytest suite (unit + integration)

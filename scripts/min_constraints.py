@@ -15,7 +15,8 @@ from pathlib import Path
 
 PYPROJECT = Path(__file__).resolve().parents[1] / "pyproject.toml"
 SKIP = {"apache-airflow"}
-_FLOOR = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)\s*(?:\[[^\]]*\])?\s*>=\s*([0-9][A-Za-z0-9.]*)\s*(?:,.*)?$")
+_NAME = r"([A-Za-z0-9][A-Za-z0-9._-]*)\s*(?:\[[^\]]*\])?"  # a distribution name, extras ignored
+_FLOOR = re.compile(rf"^\s*{_NAME}\s*>=\s*([0-9][A-Za-z0-9.]*)\s*(?:,.*)?$")
 
 
 def floors(dependencies: list[str]) -> list[str]:
