@@ -16,7 +16,8 @@ VENV ?= .venv
 AIRFLOW_VERSION ?= 3.3.2
 CONSTRAINTS ?=
 PYTEST_ARGS ?=
-DEMO_HOME ?= .demo/airflow-$(AIRFLOW_VERSION)
+# one folder per Airflow line (its metadata DB, and demo.log beside it), so lines never share a DB
+DEMO_HOME ?= .demo/airflow-$(AIRFLOW_VERSION)/home
 
 BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip install --quiet $(if $(CONSTRAINTS),-c $(CONSTRAINTS))
@@ -30,7 +31,7 @@ INSTALL_INPUTS := pyproject.toml $(wildcard setup.cfg) $(CONSTRAINTS)
 # empty selection can never pass silently. -rfEs lists failures, errors and skip reasons at the end.
 PYTEST := $(BIN)/python -m pytest -rfEs
 
-.PHONY: help venv demo test test-fast lint bench dist-check min-constraints check-pins clean distclean
+.PHONY: help venv venv-test demo test test-fast lint bench dist-check min-constraints check-pins clean distclean
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_.-]+:.*## / {printf "  make %-16s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -60,6 +61,8 @@ $(VENV)/.extra-%: $(BASE_STAMP)
 	@touch $@
 
 venv: $(BASE_STAMP) $(call extra,test) $(call extra,dev) $(call extra,ui) $(call extra,bench) ## create the venv (VENV, default .venv): Airflow, the package (editable) and every extra
+
+venv-test: $(call extra,test) ## a venv with only the package, Airflow and the test extra (for other Python or Airflow lines)
 
 demo: $(BASE_STAMP) ## run dags_examples/example_text_to_video.py end to end against the simulator (real API if MODELSLAB_API_KEY is set)
 	$(BIN)/python scripts/demo.py --home $(DEMO_HOME)

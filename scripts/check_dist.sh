@@ -32,10 +32,16 @@ fail() { printf '[dist-check] FAILED: %s\n' "$*" >&2; exit 1; }
 
 # ------------------------------------------------------------------ build and inspect
 rm -rf dist
+work="$(mktemp -d "${TMPDIR:-/tmp}/modelslab-dist.XXXXXX")"
+trap 'rm -rf "$work"' EXIT
+# Build from a copy of the files git would ship (tracked, plus new files not ignored): setuptools
+# writes *.egg-info and build/ next to the sources, which must not disturb test runs in this
+# checkout, and a file missing from git cannot sneak into the release.
+mkdir "$work/src"
+git ls-files -z --cached --others --exclude-standard | tar --null --ignore-failed-read -T - -cf - | tar -xf - -C "$work/src"
 say "python -m build (sdist, then the wheel from the sdist)"
-"$TOOLS_PYTHON" -m build --outdir dist . >/tmp/check-dist-build.$$.log 2>&1 \
-    || { tail -40 /tmp/check-dist-build.$$.log; fail "python -m build"; }
-rm -f /tmp/check-dist-build.$$.log
+"$TOOLS_PYTHON" -m build --outdir "$REPO/dist" "$work/src" >"$work/build.log" 2>&1 \
+    || { tail -40 "$work/build.log"; fail "python -m build"; }
 shopt -s nullglob
 wheels=(dist/*.whl)
 sdists=(dist/*.tar.gz)
@@ -80,8 +86,6 @@ VPY="$REPO/$DIST_VENV/bin/python"
 "$VPY" -m pip install --quiet ${CONSTRAINTS:+-c "$CONSTRAINTS"} "$REPO/$wheel" "apache-airflow==$AIRFLOW_VERSION"
 
 # everything below runs from a folder outside the repository, so only the installed wheel can be imported
-work="$(mktemp -d "${TMPDIR:-/tmp}/modelslab-dist.XXXXXX")"
-trap 'rm -rf "$work"' EXIT
 cp -r "$REPO/dags_examples" "$work/dags_examples"
 mkdir -p "$work/scripts"
 cp "$REPO/scripts/demo.py" "$work/scripts/demo.py"
