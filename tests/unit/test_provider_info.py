@@ -122,10 +122,10 @@ def test_get_provider_info_is_cheap_to_import() -> None:
 _FRESH_PROCESS_PROBE = """
 import json, sys
 import modelslab_provider.hooks.modelslab, modelslab_provider.client
-print(json.dumps(sorted(n for n in ("requests", "aiohttp") if n in sys.modules)))
+print("PROBE", json.dumps(sorted(n for n in ("requests", "aiohttp") if n in sys.modules)))
 from airflow.api_fastapi.core_api.services.ui.connections import HookMetaService
 (meta,) = [m for m in HookMetaService.hook_meta_data() if m.connection_type == "modelslab"]
-print(json.dumps(meta.model_dump(mode="json"), default=str))
+print("PROBE", json.dumps(meta.model_dump(mode="json"), default=str))
 """
 
 
@@ -135,7 +135,10 @@ def fresh_process() -> list[Any]:
         [sys.executable, "-c", _FRESH_PROCESS_PROBE], capture_output=True, text=True, timeout=120, check=False
     )
     assert proc.returncode == 0, proc.stderr[-4000:]
-    return [json.loads(line) for line in proc.stdout.strip().splitlines()[-2:]]
+    # only the probe's own lines: Airflow 3.2 logs a deprecation warning to stdout in between
+    answers = [json.loads(line[6:]) for line in proc.stdout.splitlines() if line.startswith("PROBE ")]
+    assert len(answers) == 2, proc.stdout[-4000:]
+    return answers
 
 
 def test_hook_and_client_import_no_http_library(fresh_process: list[Any]) -> None:
