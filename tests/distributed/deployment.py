@@ -181,6 +181,8 @@ class Deployment:
     parallelism: int = 32
     dags: list[Path] = field(default_factory=list)
     extra_env: dict[str, str] = field(default_factory=dict)
+    #: the connection's per-call HTTP timeout (seconds): above the simulator's slow answers
+    conn_timeout: float = 15
     components: dict[str, Component] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
 
@@ -242,6 +244,15 @@ class Deployment:
                 **self.extra_env,
             },
         )
+        if self.sim is not None:
+            env["AIRFLOW_CONN_MODELSLAB_DEFAULT"] = json.dumps(
+                {
+                    "conn_type": "modelslab",
+                    "password": CANARY_KEY,
+                    "host": self.sim.url,
+                    "extra": {"timeout": self.conn_timeout},
+                }
+            )
         return env
 
     def describe(self) -> str:
@@ -307,7 +318,7 @@ class Deployment:
         for name in self.components:
             self.launch(name)
         self.wait_until("the API server", self._api_up, 240)
-        self.timings["airflow"] = time.monotonic() - begun - self.timings["services"] - self.timings["migrate"]
+        self.timings["airflow"] = time.monotonic() - begun - sum(self.timings.values())
 
     def _api_up(self) -> bool:
         import urllib.request
@@ -433,7 +444,7 @@ class Deployment:
                 self.pg_ctl("stop")
 
     def restart_postgres(self, down: float) -> tuple[float, float]:
-        """Stop PostgreSQL (fast shutdown: sessions are cut), stay down ``down`` s, start it; (stopped, up)."""
+        """Stop PostgreSQL (fast shutdown cuts every session), stay down ``down`` s, start it again."""
         if self._db is not None:
             with contextlib.suppress(Exception):
                 self._db.close()
@@ -535,7 +546,11 @@ class Deployment:
     # ----- Airflow helpers ----------------------------------------------------------------------
 
     def check_alive(self, *allow_dead: str) -> None:
-        dead = {n: c.proc.returncode for n, c in self.components.items() if n not in allow_dead and c.proc and c.proc.poll() is not None}
+        dead = {
+            n: c.proc.returncode
+            for n, c in self.components.items()
+            if n not in allow_dead and c.proc is not None and c.proc.poll() is not None
+        }
         if dead:
             raise AssertionError(f"Airflow components exited: {dead}\n{self.logs_tail()}")
 
@@ -546,7 +561,9 @@ class Deployment:
     def logs_tail(self, chars: int = 2500) -> str:
         return "\n".join(f"--- {n} ---\n{self.log(n)[-chars:]}" for n in self.components)
 
-    def wait_until(self, what: str, check: Any, timeout: float, interval: float = 0.5, allow_dead: tuple[str, ...] = ()) -> Any:
+    def wait_until(
+        self, what: str, check: Any, timeout: float, interval: float = 0.5, allow_dead: tuple[str, ...] = ()
+    ) -> Any:
         """Call ``check()`` until it returns something truthy; fail with the logs after ``timeout``."""
         import psycopg2
 
@@ -567,7 +584,7 @@ class Deployment:
     def wait_for_dags(self, dag_ids: list[str], timeout: float = 240) -> None:
         self.wait_until(
             f"DAGs {dag_ids} to be parsed",
-            lambda: {r[0] for r in self.query("SELECT dag_id FROM dag WHERE is_stale = false")} >= set(dag_ids),
+            lambda: {r[0] for r in self.query("SELECT dag_id FROM dag WHERE NOT is_stale")} >= set(dag_ids),
             timeout,
             interval=1.0,
         )
@@ -605,7 +622,8 @@ class Deployment:
             self.wait_until(
                 f"{dag_id} {run_id} to finish",
                 lambda: self.query(
-                    "SELECT state FROM dag_run WHERE dag_id=%s AND run_id=%s AND state IN ('success','failed')",
+                    "SELECT state FROM dag_run WHERE dag_id=%s AND run_id=%s "
+                    "AND state IN ('success', 'failed')",
                     dag_id,
                     run_id,
                 ),
