@@ -633,6 +633,18 @@ class Deployment:
             )[0][0]
         )
 
+    def submits(self) -> dict[str, list[int]]:
+        """Accepted submissions by prompt: the job ids the simulator created for each prompt."""
+        from tests.integration.reliability.simproc import submit_route
+
+        found: dict[str, list[int]] = {}
+        for entry in self.sim.all_requests():
+            path = entry.get("path", "")
+            if entry.get("method") == "POST" and submit_route(path) and entry.get("status") == 200:
+                prompt = str((entry.get("body") or {}).get("prompt"))
+                found.setdefault(prompt, []).append(int(entry["job_id"]))
+        return found
+
     def task_log_dir(self, dag_id: str, run_id: str, task_id: str, map_index: int = -1) -> Path:
         folder = self.home / "logs" / f"dag_id={dag_id}" / f"run_id={run_id}" / f"task_id={task_id}"
         return folder / f"map_index={map_index}" if map_index >= 0 else folder

@@ -21,7 +21,6 @@ import pytest
 from tests.distributed.deployment import FAILOVER, Deployment
 from tests.integration.airflow_run import CANARY_KEY
 from tests.integration.reliability.leakscan import LeakScanner
-from tests.integration.reliability.simproc import submit_route
 
 Say = Callable[[str], None]
 #: DAG runs started by an earlier test for a later one (scenario 3 starts with scenario 2)
@@ -43,16 +42,7 @@ def tis(dep: Deployment, dag_id: str, run_id: str) -> dict[tuple[str, int], dict
 
 
 def submits(dep: Deployment) -> dict[str, list[int]]:
-    """Accepted submissions by prompt: the job ids the simulator created for each prompt."""
-    found: dict[str, list[int]] = defaultdict(list)
-    for entry in dep.sim.all_requests():
-        if (
-            entry.get("method") == "POST"
-            and submit_route(entry.get("path", ""))
-            and entry.get("status") == 200
-        ):
-            found[str((entry.get("body") or {}).get("prompt"))].append(int(entry["job_id"]))
-    return found
+    return dep.submits()
 
 
 def fetch_counts(dep: Deployment) -> dict[int, int]:
