@@ -80,6 +80,8 @@ def deployment(say: object) -> Iterator[Deployment]:
         say(f"deployment up in {time.monotonic() - begun:.0f} s ({dep.timings})")  # type: ignore[operator]
         yield dep
     finally:
+        with contextlib.suppress(Exception):
+            say(f"CPU seconds per component (process trees): {dep.cpu_report()}")  # type: ignore[operator]
         dep.stop()
         if os.environ.get("DIST_KEEP"):
             say(f"kept {root}")  # type: ignore[operator]

@@ -152,6 +152,17 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / ticks
 
 
+def cpu_seconds_tree(pid: int) -> float:
+    """CPU seconds of a process and everything under it, exited-and-reaped children included."""
+    total = 0.0
+    ticks = os.sysconf("SC_CLK_TCK")
+    for one in [pid, *_descendants(pid)]:
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            fields = Path(f"/proc/{one}/stat").read_text().rsplit(")", 1)[1].split()
+            total += sum(int(f) for f in fields[11:15]) / ticks
+    return total
+
+
 @dataclass
 class Component:
     name: str
@@ -369,6 +380,10 @@ class Deployment:
             if comp.alive() and (pid == comp.pid or pid in _descendants(comp.pid)):
                 return name
         return None
+
+    def cpu_report(self) -> dict[str, float]:
+        """CPU seconds used so far by each running component (its whole process tree)."""
+        return {name: round(cpu_seconds_tree(c.pid), 1) for name, c in self.components.items() if c.alive()}
 
     def stop(self) -> None:
         """Stop everything that was started, Airflow first; safe after a partial start or twice."""

@@ -19,10 +19,11 @@ SPREAD_N = int(os.environ.get("DIST_SPREAD_N", "100"))
 FAILOVER_N = int(os.environ.get("DIST_FAILOVER_N", "100"))
 DB_N = int(os.environ.get("DIST_DB_N", "50"))
 START = pendulum.datetime(2026, 1, 1, tz="UTC")
-#: trigger polls every 2-3 s whatever the ETA says, so a forced completion is seen quickly
+#: polls every 2-3 s, so a forced completion is seen quickly; held jobs report a 5 s ETA because
+#: the poll policy waits for a far ETA (up to 15 min) whatever ``max_poll_interval`` says
 FAST = {"poll_interval": 2, "max_poll_interval": 3}
 FAST_POLICY = {"min_interval": 2, "interval": 2, "max_interval": 3}
-HELD = "[sim:duration=3600]"
+HELD = "[sim:duration=3600 eta=5]"
 
 
 @task
