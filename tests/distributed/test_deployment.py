@@ -9,7 +9,6 @@ DAG runs (2: a triggerer, 3: a worker) run side by side.
 from __future__ import annotations
 
 import json
-import re
 import threading
 import time
 from collections import Counter, defaultdict
@@ -82,22 +81,22 @@ def worker_runs(dep: Deployment, dag_id: str, run_id: str, task_id: str, map_ind
     return path.read_text(errors="replace").count("::group::Pre Execute")
 
 
-TRIGGER_LOG = re.compile(r"attempt=(\d+)\.log\.trigger\.(\d+)\.log$")
+def assert_fired_once(dep: Deployment, job_ids: list[int]) -> None:
+    """Each job's trigger fired exactly once, counted by the simulator.
 
-
-def trigger_logs(dep: Deployment, dag_id: str, run_id: str, task_id: str, map_index: int) -> dict[int, str]:
-    """The triggerers' log files of one task instance, by triggerer job id."""
-    folder = dep.task_log_dir(dag_id, run_id, task_id, map_index)
-    found = {}
-    for path in folder.glob("attempt=*.log.trigger.*.log"):
-        match = TRIGGER_LOG.search(path.name)
-        if match:
-            found[int(match.group(2))] = path.read_text(errors="replace")
-    return found
-
-
-def fired_events(text: str) -> int:
-    return len(re.findall(r"Trigger fired event|trigger fired event", text))
+    A trigger yields its event at the first fetch that finds the video ready and stops polling,
+    and a resumed task does not fetch again; so a job fetched again after the simulator served
+    its terminal state was polled by a second trigger (one that ran twice). Airflow's per-task
+    trigger logs are no count: on 3.3.2 a trigger taken over by the other triggerer logs only its
+    start into that file, and under load the "Trigger fired event" line is now and then missing.
+    """
+    jobs = dep.sim.get("/_sim/jobs")
+    twice = {
+        j: jobs[str(j)]["fetches_after_terminal"] for j in job_ids if jobs[str(j)]["fetches_after_terminal"]
+    }
+    unfinished = [j for j in job_ids if jobs[str(j)]["status"] != "success"]
+    assert not twice, f"jobs polled again after they were done (a trigger ran twice): {twice}"
+    assert not unfinished, f"jobs whose trigger never saw them done: {unfinished}"
 
 
 def triggerer_names(dep: Deployment) -> dict[int, str]:
@@ -211,11 +210,10 @@ def test_spread_over_two_triggerers(deployment: Deployment, say: Say) -> None:
     say(f"spread: triggers per triggerer {dict(load)}; fetches per job {dict(per_job)}")
     assert set(load) == {"triggerer1", "triggerer2"}, load
     assert all(len(ids) == 1 for ids in watch.trigger_ids.values()), "a task deferred twice"
-    # every trigger fired exactly once (its triggerer's log for that task instance), and each
-    # task instance ran on a worker twice: up to the deferral, and the resumption
+    # every trigger fired exactly once, and each task instance ran on a worker twice: up to the
+    # deferral, and the resumption
+    assert_fired_once(dep, list(jobs.values()))
     for task_id, map_index in mapped:
-        logs = trigger_logs(dep, "dist_spread", run_id, task_id, map_index)
-        assert sum(fired_events(t) for t in logs.values()) == 1, (task_id, map_index, logs)
         assert worker_runs(dep, "dist_spread", run_id, task_id, map_index, 1) == 2, (task_id, map_index)
 
 
@@ -286,11 +284,8 @@ def test_triggerer_killed(deployment: Deployment, say: Say) -> None:
     moved = watch.on(victim_id)
     assert len(moved) == on_victim
     assert all(survivor_id in watch.seen[k] for k in moved)
+    assert_fired_once(dep, list(jobs.values()))
     for task_id, map_index in rows:
-        logs = trigger_logs(dep, dag_id, run_id, task_id, map_index)
-        fired = {t: fired_events(text) for t, text in logs.items()}
-        assert sum(fired.values()) == 1, (map_index, fired)
-        assert fired.get(victim_id, 0) == 0, (map_index, fired)
         # no task resumes twice: the try ran on a worker up to its deferral, then once to finish
         assert worker_runs(dep, dag_id, run_id, task_id, map_index, 1) == 2, map_index
 
@@ -429,13 +424,10 @@ def test_database_restart(deployment: Deployment, say: Say) -> None:
             except psycopg2.Error:  # the database may still be recovering
                 dep._db = None
             time.sleep(1)
-    fired = Counter(
-        sum(fired_events(t) for t in trigger_logs(dep, dag_id, run_id, task_id, m).values())
-        for task_id, m in tis(dep, dag_id, run_id)
-    )
+    after_done = sum(int(dep.sim.get("/_sim/jobs")[str(j)]["fetches_after_terminal"]) for j in jobs)
     say(
         f"database restart: down {outage:.1f} s; components that exited and were started again: "
-        f"{dict(restarted) or 'none'}; trigger events per task instance {dict(fired)}"
+        f"{dict(restarted) or 'none'}; fetches after a job was done: {after_done}"
     )
     assert state is not None, f"{dag_id} did not finish\n{dep.logs_tail()}"
     assert_run_succeeded(dep, dag_id, run_id, state)
@@ -444,12 +436,11 @@ def test_database_restart(deployment: Deployment, say: Say) -> None:
     assert all(v["state"] == "success" and v["try"] == 1 for v in rows.values()), rows
     assert_one_submit_each(dep, prompts)
     assert set(watch.seen) == set(rows)
+    # nothing lost: every job was seen done, and every task resumed exactly once (a trigger that
+    # ran again after a triggerer exited would only poll again: that is reported, not failed)
+    jobs_now = dep.sim.get("/_sim/jobs")
+    assert all(jobs_now[str(j)]["status"] == "success" for j in jobs)
     for task_id, map_index in rows:
-        # nothing lost: every trigger fired (a triggerer that died over the outage may have fired
-        # once before its event reached the database, so the one that took over fired again), and
-        # the task resumed exactly once
-        logs = trigger_logs(dep, dag_id, run_id, task_id, map_index)
-        assert sum(fired_events(t) for t in logs.values()) >= 1, (map_index, logs.keys())
         assert worker_runs(dep, dag_id, run_id, task_id, map_index, 1) == 2, map_index
 
 
