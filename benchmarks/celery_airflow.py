@@ -213,7 +213,12 @@ def render(out: dict[str, Any], command: str) -> str:
         "",
         table(["mode", "task instances", "retries", "worker runs", "worker-slot s", "vs poke"], rows),
         "",
-        f"LocalExecutor (benchmark 4 above): {local.get('slots', 'n/a')}.",
+        f"LocalExecutor (benchmark 4 above): {local.get('slots', 'n/a')}. A deferrable worker run took "
+        f"{slots['deferrable']['slot_seconds'] / max(slots['deferrable']['worker_runs'], 1):.1f} s here "
+        "(first to last log line), several times the LocalExecutor's on the same machine; that run is "
+        "mostly Airflow's own start-up of the task (DAG parse, execution-API calls through one API "
+        "server process), which suffers most from the machine's load. The cause was not isolated "
+        "further.",
         "",
         f"### Reaction time ({size.videos} deferrable operators, {size.react_min:g}-{size.react_max:g} s)",
         "",
