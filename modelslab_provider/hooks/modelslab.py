@@ -28,7 +28,8 @@ if TYPE_CHECKING:
     from airflow.sdk import Connection
 
     from modelslab_provider.client.aio import AsyncModelsLabClient
-    from modelslab_provider.client.sync import ModelsLabClient
+    from modelslab_provider.client.submit import SubmittedRequest
+    from modelslab_provider.client.sync import ModelsLabClient, QueueFullCallback
 
 
 def settings_from_connection(conn: Connection, extra: Mapping[str, Any]) -> ClientSettings:
@@ -170,6 +171,35 @@ class ModelsLabHook(BaseHook):
     def submit(self, endpoint: str, payload: Mapping[str, Any]) -> VideoResult:
         """Start a generation on ``endpoint`` (e.g. ``text2video`` or ``v7/text-to-video``)."""
         return self.client.submit(endpoint, payload)
+
+    def submit_request(
+        self,
+        endpoint: str,
+        payload: Mapping[str, Any],
+        *,
+        track_id: str | None = None,
+        deadline: float | None = None,
+        queue_attempts: int = 0,
+        on_queue_full: QueueFullCallback | None = None,
+        resubmit_on_ambiguous_failure: bool = False,
+    ) -> tuple[SubmittedRequest, VideoResult]:
+        """The paid submit with its rules (never repeat an ambiguous failure, wait for a queue slot).
+
+        See :meth:`~modelslab_provider.client.sync.ModelsLabClient.submit_request`.
+        """
+        return self.client.submit_request(
+            endpoint,
+            payload,
+            track_id=track_id,
+            deadline=deadline,
+            queue_attempts=queue_attempts,
+            on_queue_full=on_queue_full,
+            resubmit_on_ambiguous_failure=resubmit_on_ambiguous_failure,
+        )
+
+    def request_fingerprint(self, endpoint: str, payload: Mapping[str, Any]) -> str:
+        """What a stored request must match to be reused: server origin, endpoint and payload."""
+        return self.client.fingerprint(endpoint, payload)
 
     def fetch(self, request_id: Any, api_version: str = V6, fetch_url: str | None = None) -> VideoResult:
         return self.client.fetch(request_id, api_version, fetch_url)

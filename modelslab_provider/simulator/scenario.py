@@ -16,7 +16,9 @@ MARKER_RE = re.compile(r"\[sim:([^\]]*)\]")
 OUTCOMES = frozenset({"success", "failed", "error", "cancelled", "expired", "never"})
 RUNNING_STATUSES = frozenset({"processing", "queued", "pending", "starting"})
 HTML_FAULTS = frozenset({"500", "502", "503", "504", "520", "522", "524"})
-FAULT_KINDS = HTML_FAULTS | frozenset(
+#: ``502_after`` etc.: the job is queued (and billed), then a gateway answers the 5xx HTML page
+QUEUED_HTML_FAULTS = frozenset(f"{code}_after" for code in HTML_FAULTS)
+FAULT_KINDS = HTML_FAULTS | QUEUED_HTML_FAULTS | frozenset(
     {
         "empty",
         "truncated",

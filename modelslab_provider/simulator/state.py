@@ -372,6 +372,12 @@ class SimState:
             return Reply(drop=True)
         if kind == "drop_after":
             return Reply(drop=True, job_id=resume().job_id)
+        if kind.endswith("_after") and kind.removesuffix("_after").isdigit():
+            # the origin queued the job; the gateway in front of it still answers a 5xx page
+            job_id = resume().job_id
+            reply = self.fault_reply(kind.removesuffix("_after"), sc, resume)
+            reply.job_id = job_id
+            return reply
         if kind == "429":
             return error_reply(
                 f"Too many requests. Please retry after {wait} seconds.", 429, sc.messege, retry_after=wait
@@ -554,7 +560,7 @@ class SimState:
             job.ready_at = now
         if sc.fault and job.polls in sc.fault_on:
             self.counters["faults"] += 1
-            kind = "drop" if sc.fault == "drop_after" else sc.fault
+            kind = sc.fault.removesuffix("_after")  # on a fetch there is nothing to queue
             return self.fault_reply(kind, sc, lambda: self._fetch_answer(job, version, base_url))
         return self._fetch_answer(job, version, base_url)
 

@@ -271,15 +271,29 @@ def test_generic_operator_v7_and_image_operator(sim: Simulator) -> None:
     assert op.execute(ctx)
     assert ctx["ti"].xcom["api_version"] == "v7"
     body = next(r["body"] for r in sim.requests() if r["path"] == "/api/v7/video-fusion/text-to-video")
-    # passed through unchanged: no output_type added, unknown parameters kept
-    assert body == {"model_id": "veo-3", "prompt": "waves", "duration": "8", "odd_new_param": [1, 2]}
+    # passed through unchanged: no output_type added, unknown parameters kept (plus the try's track_id)
+    track_id = ctx["ti"].xcom["track_id"]
+    assert body == {
+        "model_id": "veo-3",
+        "prompt": "waves",
+        "duration": "8",
+        "odd_new_param": [1, 2],
+        "track_id": track_id,
+    }
 
     img = ModelsLabImageToVideoOperator(
         task_id="animate", init_image="https://example.com/a.png", parameters={"motion_bucket_id": 40}, **FAST
     )
-    assert img.execute(context())
+    img_ctx = context()
+    assert img.execute(img_ctx)
     body = next(r["body"] for r in sim.requests() if r["path"] == "/api/v6/video/img2video")
-    assert body == {"init_image": "https://example.com/a.png", "output_type": "mp4", "motion_bucket_id": 40}
+    assert body == {
+        "init_image": "https://example.com/a.png",
+        "output_type": "mp4",
+        "motion_bucket_id": 40,
+        "model_id": "wan2.2",  # issue 11.9: the documented default, sent when none is given
+        "track_id": img_ctx["ti"].xcom["track_id"],
+    }
 
 
 def test_parameters_win_over_typed_fields(sim: Simulator) -> None:
@@ -387,7 +401,11 @@ def test_ambiguous_submit_failure_is_never_repeated(fault: str, sim: Simulator) 
 
 def test_submit_failure_mapping() -> None:
     op = text_op()
-    retryable = op._submit_failure(ModelsLabTransientError("HTTP 503", status_code=503))
+    # issue 11: a 5xx may come after ModelsLab queued the job, so it is final, never "safe to retry"
+    ambiguous = op._submit_failure(ModelsLabTransientError("HTTP 503", ambiguous=True, status_code=503))
+    assert isinstance(ambiguous, AirflowFailException)
+    assert "never paid for twice" in str(ambiguous)
+    retryable = op._submit_failure(ModelsLabTransientError("connection refused"))
     assert type(retryable) is AirflowException
     assert "Nothing was submitted" in str(retryable)
     assert isinstance(
