@@ -166,11 +166,16 @@ class ModelsLabClient:
             except ModelsLabTransientError as exc:
                 if never_reached(exc):
                     raise
+                then = (
+                    "It was sent again as often as the connection's max_retries allow "
+                    "(resubmit_on_ambiguous_failure), so it may have been paid for more than once."
+                    if resubmit_on_ambiguous_failure
+                    else "It is not sent again automatically, so the video is never paid for twice."
+                )
                 raise ModelsLabAmbiguousSubmitError(
                     f"The submission to ModelsLab ({endpoint}) may or may not have been accepted: {exc} "
-                    f"It is not sent again automatically, so the video is never paid for twice. Look for "
-                    f"track_id {track or '(none)'} in your ModelsLab dashboard or webhook log; if there is "
-                    "no such request, clear this task to submit again.",
+                    f"{then} Look for track_id {track or '(none)'} in your ModelsLab dashboard or webhook "
+                    "log; if there is no such request, clear this task to submit again.",
                     track_id=track,
                     endpoint=endpoint,
                 ) from exc

@@ -671,7 +671,10 @@ class _TypedVideoOperator(ModelsLabVideoOperator):
 
     def _typed_payload(self, **first: Any) -> dict[str, Any]:
         """``first`` fields, the typed ones that are set, then ``parameters`` (which win)."""
-        version = self._api_version
+        try:
+            version, _ = resolve_endpoint(self.endpoint)
+        except ModelsLabError as exc:
+            raise AirflowFailException(str(exc)) from None
         if self.api_version is not None and version != self.api_version:
             raise AirflowFailException(
                 f"endpoint {self.endpoint!r} is a {version} endpoint but api_version={self.api_version!r}; "
