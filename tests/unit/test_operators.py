@@ -777,7 +777,7 @@ def test_a_request_stored_against_another_server_is_not_reused(sim: Simulator) -
     assert stored["track_id"] == ctx["ti"].xcom["track_id"]
 
 
-# --------------------------------------------------------------------------- issue 11.9 / 13.2: models and v7 fields
+# ------------------------------------------------------------------ issue 11.9 / 13.2: models and v7 fields
 
 
 def sent_body(sim: Simulator, path: str) -> dict[str, Any]:
