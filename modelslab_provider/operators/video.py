@@ -617,6 +617,9 @@ class _TypedVideoOperator(ModelsLabVideoOperator):
         "model_id",
         "init_image",
         "init_audio",
+        "duration",
+        "aspect_ratio",
+        "resolution",
         "parameters",
     )
     template_fields_renderers: ClassVar[dict[str, str]] = {"parameters": "json"}
