@@ -101,8 +101,12 @@ class ModelsLabClient:
     # ------------------------------------------------------------------ API calls
 
     def submit(self, endpoint: str, payload: Mapping[str, Any]) -> VideoResult:
-        """Start a paid generation. Ambiguous failures are not retried (no double billing)."""
-        return self._send(core.build_submit(self.settings, endpoint, payload), core.normalise_response)
+        """One paid call, documented defaults filled in; repeated only if it never reached ModelsLab.
+
+        :meth:`submit_request` adds the ``track_id``, the queue-full wait and the submit record.
+        """
+        request = core.build_submit(self.settings, endpoint, prepare_payload(endpoint, payload))
+        return self._send(request, core.normalise_response)
 
     def fingerprint(self, endpoint: str, payload: Mapping[str, Any]) -> str:
         """The fingerprint :meth:`submit_request` records for ``payload`` (before any ``track_id``)."""

@@ -311,3 +311,21 @@ def test_refused_and_failed_at_once_submits_raise_their_typed_errors(sim: Simula
     payload = prompt("instant=1 outcome=failed")
     with pytest.raises(ModelsLabJobFailedError, match="failed at once"):
         client.submit_request("text2video", payload, track_id="t")
+
+
+async def test_plain_submits_fill_in_the_default_model_too(sim: Simulator) -> None:
+    from modelslab_provider.client.aio import AsyncModelsLabClient, close_shared_session
+
+    sync_payload, async_payload = prompt(), prompt()
+    make_client(sim.url).submit("text2video", sync_payload)
+    try:
+        settings = ClientSettings(api_key=KEY, base_url=sim.url, timeout=2)
+        await AsyncModelsLabClient(settings, retry=FAST).submit(
+            "img2video", {**async_payload, "init_image": "u"}
+        )
+        with pytest.raises(ModelsLabConfigError, match="model_id is required"):
+            await AsyncModelsLabClient(settings, retry=FAST).submit("v7/text-to-video", prompt())
+    finally:
+        await close_shared_session()
+    assert submits(sim, sync_payload)[0]["body"]["model_id"] == "wan2.2"
+    assert submits(sim, async_payload)[0]["body"]["model_id"] == "wan2.2"
