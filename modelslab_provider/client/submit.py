@@ -6,6 +6,7 @@ so can any other paid call (e.g. a batch submit).
 
 from __future__ import annotations
 
+import enum
 import hashlib
 import json
 import re
@@ -45,6 +46,59 @@ def prepare_payload(endpoint: str, payload: Mapping[str, Any]) -> dict[str, Any]
         raise ModelsLabConfigError(
             f"model_id is required for the v7 video-fusion endpoint {endpoint!r}: pass model_id "
             "(e.g. model_id='veo-3.1'); the README's model table lists the common ones."
+        )
+    return body
+
+
+class Default(enum.Enum):
+    """An argument left at its default (an enum member survives Airflow's deepcopy as itself)."""
+
+    TOKEN = 0
+
+
+def image_urls(value: Any) -> bool:
+    """True for one non-empty string or a non-empty list of them (``init_image`` on v7)."""
+    images = value if isinstance(value, list) else [value]
+    return bool(images) and all(isinstance(i, str) and i.strip() for i in images)
+
+
+def typed_payload(
+    endpoint: str,
+    fields: Mapping[str, Any],
+    parameters: Any = None,
+    *,
+    output_type: Any = Default.TOKEN,
+    api_version: str | None = None,
+) -> dict[str, Any]:
+    """A request body from typed arguments: those set (not None or ""), then ``parameters``, which win.
+
+    ``output_type`` left at its default is ``mp4`` on v6 (the API's own default is ``gif``) and
+    left out on v7, whose models choose their format. An int ``duration`` goes to v7 as a string,
+    as every v7 model page sends it (e.g. https://modelslab.com/models/google/Veo-3.1-fast/api).
+    """
+    version, _ = resolve_endpoint(endpoint)
+    if api_version is not None and version != api_version:
+        raise ModelsLabConfigError(
+            f"endpoint {endpoint!r} is a {version} endpoint but api_version={api_version!r}; "
+            "give one of them only."
+        )
+    if output_type is Default.TOKEN:
+        output_type = "mp4" if version == V6 else None
+    body = {k: v for k, v in {**fields, "output_type": output_type}.items() if v is not None and v != ""}
+    duration = body.get("duration")
+    if version == V7 and isinstance(duration, int) and not isinstance(duration, bool):
+        body["duration"] = str(duration)
+    if parameters is not None:
+        if not isinstance(parameters, Mapping):
+            raise ModelsLabConfigError(
+                "parameters must be a dict of extra ModelsLab API parameters, "
+                f"got {type(parameters).__name__}"
+            )
+        body.update(parameters)
+    image = body.get("init_image")
+    if image is not None and not image_urls(image):
+        raise ModelsLabConfigError(
+            f"init_image must be an image URL (or a non-empty list of URLs), got {image!r}"
         )
     return body
 

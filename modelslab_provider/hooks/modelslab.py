@@ -18,10 +18,17 @@ from modelslab_provider.client.core import (
     V6,
     Balance,
     ClientSettings,
+    Status,
     VideoResult,
     normalise_base_url,
 )
-from modelslab_provider.client.errors import ModelsLabAuthError, ModelsLabConfigError, ModelsLabError
+from modelslab_provider.client.errors import (
+    ModelsLabAuthError,
+    ModelsLabConfigError,
+    ModelsLabError,
+    ModelsLabNotFoundError,
+    ModelsLabTransientError,
+)
 from modelslab_provider.connection_form import CONN_FIELDS, UI_FIELD_BEHAVIOUR
 
 if TYPE_CHECKING:
@@ -196,6 +203,54 @@ class ModelsLabHook(BaseHook):
             on_queue_full=on_queue_full,
             resubmit_on_ambiguous_failure=resubmit_on_ambiguous_failure,
         )
+
+    def recheck_request(
+        self, stored: Any, fingerprint: str
+    ) -> tuple[str, SubmittedRequest | None, VideoResult | None]:
+        """What a new try does with the request an earlier try stored (at most one free fetch).
+
+        ``running`` (reconnect) or ``done`` (reuse its video), else a reason to submit anew:
+        ``unusable``, ``superseded`` (another server, endpoint or payload), ``not_found``, ``failed``.
+        An unreadable status counts as running: an unknown state is no reason to pay again.
+        """
+        from modelslab_provider.client.submit import SubmittedRequest
+
+        job = SubmittedRequest.from_dict(stored)
+        if job is None:
+            self.log.warning("Ignoring an unreadable stored ModelsLab request (%r)", stored)
+            return "unusable", None, None
+        rid = job.request_id
+        if job.fingerprint != fingerprint:
+            self.log.info(
+                "Stored ModelsLab request %s was made for another server, endpoint or payload; "
+                "submitting anew",
+                rid,
+            )
+            return "superseded", job, None
+        try:
+            result = self.fetch(rid, job.api_version, job.fetch_url)
+        except ModelsLabNotFoundError as exc:
+            self.log.warning("ModelsLab no longer knows request %s (%s); submitting anew", rid, exc)
+            return "not_found", job, None
+        except ModelsLabTransientError as exc:
+            self.log.warning("Could not check ModelsLab request %s (%s); reconnecting to it", rid, exc)
+            return "running", job, None
+        if result.status is Status.DONE:
+            return "done", job, result
+        if result.status is Status.FAILED:
+            self.log.warning(
+                "ModelsLab request %s from an earlier try ended with %s (%s); submitting anew",
+                rid,
+                result.raw_status,
+                result.message or "no message",
+            )
+            return "failed", job, result
+        self.log.info(
+            "ModelsLab request %s from an earlier try is still %s; reconnecting instead of submitting again",
+            rid,
+            result.raw_status,
+        )
+        return "running", job, result
 
     def request_fingerprint(self, endpoint: str, payload: Mapping[str, Any]) -> str:
         """What a stored request must match to be reused: server origin, endpoint and payload."""

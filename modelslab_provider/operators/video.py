@@ -7,7 +7,6 @@ states what a retry, a timeout or an ambiguous submit does on each Airflow line.
 
 from __future__ import annotations
 
-import enum
 import time
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
@@ -30,13 +29,19 @@ from modelslab_provider.client.errors import (
     ModelsLabAuthError,
     ModelsLabError,
     ModelsLabJobFailedError,
-    ModelsLabNotFoundError,
     ModelsLabRateLimitError,
     ModelsLabTimeoutError,
     ModelsLabTransientError,
 )
 from modelslab_provider.client.policy import PollPolicy, WaitTracker, never_reached
-from modelslab_provider.client.submit import SubmittedRequest, make_track_id, prepare_payload
+from modelslab_provider.client.submit import (
+    Default,
+    SubmittedRequest,
+    image_urls,
+    make_track_id,
+    prepare_payload,
+    typed_payload,
+)
 from modelslab_provider.hooks.modelslab import ModelsLabHook
 from modelslab_provider.version_compat import AIRFLOW_V_3_3_PLUS
 
@@ -310,46 +315,12 @@ class ModelsLabVideoOperator(ResumableJobMixin, BaseOperator):
         )
 
     def get_job_status(self, external_id: Any, context: Context) -> str:
-        job = SubmittedRequest.from_dict(external_id)
-        if job is None:
-            self.log.warning("Ignoring an unreadable stored ModelsLab request (%r)", external_id)
-            return "unusable"
-        if job.fingerprint != self._fingerprint:
-            self.log.info(
-                "Stored ModelsLab request %s was made for another server, endpoint or payload; "
-                "submitting anew",
-                job.request_id,
-            )
-            return "superseded"
-        rid = job.request_id
         try:
-            result = self.hook.fetch(rid, job.api_version, job.fetch_url)
-        except ModelsLabNotFoundError as exc:
-            self.log.warning("ModelsLab no longer knows request %s (%s); submitting anew", rid, exc)
-            return "not_found"
-        except ModelsLabTransientError as exc:
-            # an unknown state is no reason to pay again: reconnect and let the wait sort it out
-            self.log.warning("Could not check ModelsLab request %s (%s); reconnecting to it", rid, exc)
-            return "running"
+            verdict, _, result = self.hook.recheck_request(external_id, self._fingerprint)
         except ModelsLabError as exc:
             raise self._failure(exc) from exc
         self._known = result
-        if result.status is Status.DONE:
-            return "done"
-        if result.status is Status.FAILED:
-            self.log.warning(
-                "ModelsLab request %s from an earlier try ended with %s (%s); submitting anew",
-                rid,
-                result.raw_status,
-                result.message or "no message",
-            )
-            return "failed"
-        self.log.info(
-            "ModelsLab request %s from an earlier try is still %s; reconnecting instead of submitting again",
-            rid,
-            result.raw_status,
-        )
-        return "running"
+        return verdict
 
     def is_job_active(self, status: str) -> bool:
         return status == "running"
@@ -581,29 +552,21 @@ def _no_payload(cls: type, kwargs: dict[str, Any]) -> None:
         )
 
 
-def _clean(**fields: Any) -> dict[str, Any]:
-    return {k: v for k, v in fields.items() if v is not None}
-
-
-def _parameters(value: Any) -> dict[str, Any]:
-    if value is None:
-        return {}
-    if not isinstance(value, Mapping):
-        raise AirflowFailException(
-            f"parameters must be a dict of extra ModelsLab API parameters, got {type(value).__name__}"
-        )
-    return dict(value)
-
-
-def _image_urls(value: Any) -> bool:
-    images = value if isinstance(value, list) else [value]
-    return bool(images) and all(isinstance(i, str) and i.strip() for i in images)
-
-
-class _Default(enum.Enum):
-    """Marks an argument left at its default (an enum member survives deepcopy as itself)."""
-
-    TOKEN = 0
+#: typed arguments sent as API fields of the same name when set
+_TYPED_FIELDS = (
+    "negative_prompt",
+    "model_id",
+    "init_audio",
+    "duration",
+    "aspect_ratio",
+    "resolution",
+    "generate_audio",
+    "width",
+    "height",
+    "num_frames",
+    "fps",
+    "seed",
+)
 
 
 class _TypedVideoOperator(ModelsLabVideoOperator):
@@ -645,7 +608,7 @@ class _TypedVideoOperator(ModelsLabVideoOperator):
         num_frames: int | None = None,
         fps: int | None = None,
         seed: int | None = None,
-        output_type: str | _Default | None = _Default.TOKEN,
+        output_type: str | Default | None = Default.TOKEN,
         parameters: Mapping[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
@@ -656,63 +619,27 @@ class _TypedVideoOperator(ModelsLabVideoOperator):
         super().__init__(endpoint=endpoint or self.default_endpoints[api_version or "v6"], **kwargs)
         self.api_version = api_version
         self.prompt = prompt
-        self.model_id = model_id
-        self.negative_prompt = negative_prompt
         self.init_image = init_image
-        self.init_audio = init_audio
-        self.duration = duration
-        self.aspect_ratio = aspect_ratio
-        self.resolution = resolution
-        self.generate_audio = generate_audio
-        self.width = width
-        self.height = height
-        self.num_frames = num_frames
-        self.fps = fps
-        self.seed = seed
         self.output_type = output_type
         self.parameters = parameters
+        self.model_id, self.negative_prompt, self.init_audio = model_id, negative_prompt, init_audio
+        self.duration, self.aspect_ratio, self.resolution = duration, aspect_ratio, resolution
+        self.generate_audio, self.seed = generate_audio, seed
+        self.width, self.height, self.num_frames, self.fps = width, height, num_frames, fps
 
     def _typed_payload(self, **first: Any) -> dict[str, Any]:
         """``first`` fields, the typed ones that are set, then ``parameters`` (which win)."""
+        fields = {**first, **{name: getattr(self, name) for name in _TYPED_FIELDS}}
         try:
-            version, _ = resolve_endpoint(self.endpoint)
+            return typed_payload(
+                self.endpoint,
+                fields,
+                self.parameters,
+                output_type=self.output_type,
+                api_version=self.api_version,
+            )
         except ModelsLabError as exc:
             raise AirflowFailException(str(exc)) from None
-        if self.api_version is not None and version != self.api_version:
-            raise AirflowFailException(
-                f"endpoint {self.endpoint!r} is a {version} endpoint but api_version={self.api_version!r}; "
-                "give one of them only."
-            )
-        output_type = self.output_type
-        if output_type is _Default.TOKEN:
-            # the v6 API's own default is gif; v7 models choose their own format
-            output_type = "mp4" if version == "v6" else None
-        duration = self.duration
-        if version == "v7" and isinstance(duration, int) and not isinstance(duration, bool):
-            duration = str(duration)  # every v7 model page sends it as a string ("8")
-        body = _clean(
-            **first,
-            negative_prompt=self.negative_prompt or None,
-            model_id=self.model_id or None,
-            init_audio=self.init_audio or None,
-            duration=duration,
-            aspect_ratio=self.aspect_ratio or None,
-            resolution=self.resolution,
-            generate_audio=self.generate_audio,
-            width=self.width,
-            height=self.height,
-            num_frames=self.num_frames,
-            fps=self.fps,
-            seed=self.seed,
-            output_type=output_type,
-        )
-        body.update(_parameters(self.parameters))
-        image = body.get("init_image")
-        if image is not None and not _image_urls(image):
-            raise AirflowFailException(
-                f"init_image must be an image URL (or a non-empty list of URLs), got {image!r}"
-            )
-        return body
 
 
 class ModelsLabTextToVideoOperator(_TypedVideoOperator):
@@ -745,7 +672,7 @@ class ModelsLabTextToVideoOperator(_TypedVideoOperator):
 
     def build_payload(self) -> dict[str, Any]:
         body = self._typed_payload(prompt=self.prompt, init_image=self.init_image or None)
-        prompt = body.get("prompt")
+        prompt = body.get("prompt", self.prompt)
         if not isinstance(prompt, str) or not prompt.strip():
             raise AirflowFailException(
                 f"prompt must be a non-empty string, got {prompt!r}; if it comes from a template or "
@@ -775,7 +702,7 @@ class ModelsLabImageToVideoOperator(_TypedVideoOperator):
 
     def build_payload(self) -> dict[str, Any]:
         image = self.init_image
-        if not _image_urls(image):
+        if not image_urls(image):
             raise AirflowFailException(
                 f"init_image must be an image URL (or a non-empty list of URLs), got {image!r}"
             )
