@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from modelslab_provider.client.core import API_VERSIONS, V6, V7, resolve_endpoint, url_origin
-from modelslab_provider.client.errors import ModelsLabConfigError
+from modelslab_provider.client.errors import ModelsLabAmbiguousSubmitError, ModelsLabConfigError
 
 #: the model ModelsLab documents as the default of v6 ``text2video`` and ``img2video`` (its
 #: OpenAPI marks ``model_id`` required there; unknown ids fall back to it)
@@ -101,6 +101,25 @@ def typed_payload(
             f"init_image must be an image URL (or a non-empty list of URLs), got {image!r}"
         )
     return body
+
+
+def ambiguous_submit_error(
+    what: str, error: BaseException, track_id: str | None, *, resubmitted: bool = False
+) -> ModelsLabAmbiguousSubmitError:
+    """The error of a paid call that may have reached ModelsLab: what happened and what to look for."""
+    then = (
+        "It was sent again as often as the connection's max_retries allow "
+        "(resubmit_on_ambiguous_failure), so it may have been paid for more than once."
+        if resubmitted
+        else "It is not sent again automatically, so the video is never paid for twice."
+    )
+    return ModelsLabAmbiguousSubmitError(
+        f"The submission to ModelsLab ({what}) may or may not have been accepted: {error} {then} Look "
+        f"for track_id {track_id or '(none)'} in your ModelsLab dashboard or webhook log; if there is "
+        "no such request, clear this task to submit again.",
+        track_id=track_id,
+        endpoint=what,
+    )
 
 
 def make_track_id(dag_id: str, run_id: str, task_id: str, map_index: int, try_number: int) -> str:

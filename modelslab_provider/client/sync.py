@@ -21,7 +21,12 @@ from modelslab_provider.client.errors import (
     ModelsLabTransientError,
 )
 from modelslab_provider.client.policy import Action, PollPolicy, RetryPolicy, WaitTracker, never_reached
-from modelslab_provider.client.submit import SubmittedRequest, prepare_payload, request_fingerprint
+from modelslab_provider.client.submit import (
+    SubmittedRequest,
+    ambiguous_submit_error,
+    prepare_payload,
+    request_fingerprint,
+)
 
 if TYPE_CHECKING:
     import requests
@@ -141,48 +146,16 @@ class ModelsLabClient:
         given = body.get("track_id")
         track = str(given) if isinstance(given, str | int) and not isinstance(given, bool) else None
         api_version, _ = core.resolve_endpoint(endpoint)
-        request = core.build_submit(self.settings, endpoint, body)
-        retry = replace(
-            self.retry, retry_rate_limits=False, resubmit_on_ambiguous_failure=resubmit_on_ambiguous_failure
+        result = self.send_paid(
+            core.build_submit(self.settings, endpoint, body),
+            core.normalise_response,
+            what=endpoint,
+            track_id=track,
+            deadline=deadline,
+            queue_attempts=queue_attempts,
+            on_queue_full=on_queue_full,
+            resubmit_on_ambiguous_failure=resubmit_on_ambiguous_failure,
         )
-        attempts = queue_attempts
-        while True:
-            try:
-                result = self._send(request, core.normalise_response, retry=retry)
-                break
-            except ModelsLabRateLimitError as exc:
-                attempts += 1
-                remaining = -math.inf if deadline is None else deadline - self._clock()
-                delay = retry.queue_wait(attempts, exc.retry_after, remaining, self._jitter())
-                if delay is None:
-                    raise ModelsLabRateLimitError(
-                        f"ModelsLab kept refusing the submission to {endpoint} because the account's queue "
-                        f"is full ({exc}); gave up after {attempts} attempt(s), when the time budget ran "
-                        "out. Nothing was submitted, so a retry is safe.",
-                        retry_after=exc.retry_after,
-                        status_code=exc.status_code,
-                    ) from exc
-                if on_queue_full is not None:
-                    on_queue_full(exc, delay, attempts)
-                else:
-                    log.warning("ModelsLab queue is full (%s); resubmitting in %.1f s", exc, delay)
-                self._sleep(delay)
-            except ModelsLabTransientError as exc:
-                if never_reached(exc):
-                    raise
-                then = (
-                    "It was sent again as often as the connection's max_retries allow "
-                    "(resubmit_on_ambiguous_failure), so it may have been paid for more than once."
-                    if resubmit_on_ambiguous_failure
-                    else "It is not sent again automatically, so the video is never paid for twice."
-                )
-                raise ModelsLabAmbiguousSubmitError(
-                    f"The submission to ModelsLab ({endpoint}) may or may not have been accepted: {exc} "
-                    f"{then} Look for track_id {track or '(none)'} in your ModelsLab dashboard or webhook "
-                    "log; if there is no such request, clear this task to submit again.",
-                    track_id=track,
-                    endpoint=endpoint,
-                ) from exc
         message = result.message or f"status {result.raw_status} without a message"
         if result.status is Status.FAILED:
             if result.request_id is None:
@@ -210,6 +183,55 @@ class ModelsLabClient:
             track_id=track,
         )
         return submitted, result
+
+    def send_paid(
+        self,
+        request: ApiRequest,
+        parse: Callable[[dict[str, Any], int], T],
+        *,
+        what: str,
+        track_id: str | None,
+        deadline: float | None = None,
+        queue_attempts: int = 0,
+        on_queue_full: QueueFullCallback | None = None,
+        resubmit_on_ambiguous_failure: bool = False,
+    ) -> T:
+        """Send one paid call (a submit, a batch submit) under the paid-call rule; ``parse`` its answer.
+
+        Repeated only when it provably never reached ModelsLab; a queue-full refusal waits and
+        resubmits until ``deadline`` (see :meth:`submit_request`). An ambiguous failure raises
+        :class:`ModelsLabAmbiguousSubmitError` naming ``what`` and ``track_id``.
+        """
+        retry = replace(
+            self.retry, retry_rate_limits=False, resubmit_on_ambiguous_failure=resubmit_on_ambiguous_failure
+        )
+        attempts = queue_attempts
+        while True:
+            try:
+                return self._send(request, parse, retry=retry)
+            except ModelsLabRateLimitError as exc:
+                attempts += 1
+                remaining = -math.inf if deadline is None else deadline - self._clock()
+                delay = retry.queue_wait(attempts, exc.retry_after, remaining, self._jitter())
+                if delay is None:
+                    raise ModelsLabRateLimitError(
+                        f"ModelsLab kept refusing the submission to {what} because the account's queue "
+                        f"is full ({exc}); gave up after {attempts} attempt(s), when the time budget ran "
+                        "out. Nothing was submitted, so a retry is safe.",
+                        retry_after=exc.retry_after,
+                        status_code=exc.status_code,
+                    ) from exc
+                if on_queue_full is not None:
+                    on_queue_full(exc, delay, attempts)
+                else:
+                    log.warning("ModelsLab queue is full (%s); resubmitting in %.1f s", exc, delay)
+                self._sleep(delay)
+            except ModelsLabTransientError as exc:
+                if never_reached(exc):
+                    raise
+                raise ambiguous_submit_error(
+                    what, exc, track_id, resubmitted=resubmit_on_ambiguous_failure
+                ) from exc
 
     def fetch(self, request_id: Any, api_version: str = core.V6, fetch_url: str | None = None) -> VideoResult:
         """Poll a request once (with retries of transient failures)."""
