@@ -20,19 +20,6 @@ from modelslab_provider.client.errors import (
 )
 
 
-def never_reached(error: BaseException) -> bool:
-    """True when a failed call provably never reached ModelsLab, so repeating it cannot pay twice.
-
-    That is HTTP 429 (the rate limiter refused it) and a connection that failed before any byte
-    was sent (refused, DNS, connect timeout: the transports raise these without a status code
-    and with ``ambiguous=False``). Everything else (any 5xx, 408, a read timeout, a dropped
-    connection, an unreadable 200) may have reached the origin, which may have queued the job.
-    """
-    if isinstance(error, ModelsLabRateLimitError):
-        return True
-    return isinstance(error, ModelsLabTransientError) and error.status_code is None and not error.ambiguous
-
-
 @dataclass(frozen=True)
 class RetryPolicy:
     """When one HTTP call is repeated: capped exponential backoff with jitter (stripe-style).
@@ -264,3 +251,25 @@ class WaitTracker:
                 return Decision(Action.FAIL, error=self.timeout_error(now))
             delay = min(delay, remaining)
         return Decision(Action.WAIT, delay=delay)
+
+
+def never_reached(error: BaseException) -> bool:
+    """True only when a paid call (submit, batch submit) provably never reached ModelsLab.
+
+    That is HTTP 429 (ModelsLab refused it) or a failure before any byte was sent (connection
+    refused, DNS, connect timeout: transient, not ambiguous, no HTTP status). A 5xx, a read
+    timeout, a dropped connection or an unreadable 200 may hide an accepted, billed request.
+    """
+    if isinstance(error, ModelsLabRateLimitError):
+        return True
+    return isinstance(error, ModelsLabTransientError) and not error.ambiguous and error.status_code is None
+
+
+@dataclass(frozen=True)
+class PaidCallRetryPolicy(RetryPolicy):
+    """The retries of a paid call: only those :func:`never_reached` allows."""
+
+    def delay(self, attempt: int, error: BaseException, *, idempotent: bool, jitter: float) -> float | None:
+        if not never_reached(error):
+            return None
+        return super().delay(attempt, error, idempotent=True, jitter=jitter)
