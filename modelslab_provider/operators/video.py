@@ -161,7 +161,6 @@ class ModelsLabVideoOperator(ResumableJobMixin, BaseOperator):
         self.timeout = _seconds(timeout, "timeout")
         self.resubmit_on_ambiguous_failure = resubmit_on_ambiguous_failure
         # per-try working state; nothing here survives a deferral (kwargs and events carry it)
-        self._api_version = "v6"
         self._body: dict[str, Any] = {}
         self._fingerprint = ""
         self._deadline = 0.0
@@ -189,7 +188,7 @@ class ModelsLabVideoOperator(ResumableJobMixin, BaseOperator):
     def _prepare(self, deadline: float | None = None, rate_limit_attempts: int = 0) -> None:
         """Validate the rendered inputs and start (or continue) the try's time budget."""
         try:
-            self._api_version, _ = resolve_endpoint(self.endpoint)
+            resolve_endpoint(self.endpoint)
         except ModelsLabError as exc:
             raise AirflowFailException(str(exc)) from None
         body = self.build_payload()
