@@ -160,7 +160,9 @@ FAULTS: tuple[Fault, ...] = (
     Fault(
         "submit_5xx_queued",
         "Submit queued, then the gateway answers HTTP 502 (HTML)",
-        "polls=2 eta=1 submit_fault=502_after",
+        # every submit with this marker faults (the operator columns share one simulator and one
+        # marker, and a per-marker count would spare the second cell); a resubmit would fault too
+        "polls=2 eta=1 submit_fault=502_after submit_fault_times=1000",
         "failed",
         0,
         "never paid for twice",
