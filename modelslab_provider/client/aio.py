@@ -18,6 +18,7 @@ from modelslab_provider.client import core
 from modelslab_provider.client.core import ApiRequest, Balance, ClientSettings, VideoResult
 from modelslab_provider.client.errors import ModelsLabError, ModelsLabTransientError
 from modelslab_provider.client.policy import RetryPolicy
+from modelslab_provider.client.submit import prepare_payload
 from modelslab_provider.client.sync import USER_AGENT, describe_exception, retry_delay
 
 if TYPE_CHECKING:
@@ -103,7 +104,8 @@ class AsyncModelsLabClient:
             await _release()
 
     async def submit(self, endpoint: str, payload: Mapping[str, Any]) -> VideoResult:
-        return await self._send(core.build_submit(self.settings, endpoint, payload), core.normalise_response)
+        request = core.build_submit(self.settings, endpoint, prepare_payload(endpoint, payload))
+        return await self._send(request, core.normalise_response)
 
     async def fetch(
         self, request_id: Any, api_version: str = core.V6, fetch_url: str | None = None

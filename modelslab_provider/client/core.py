@@ -327,9 +327,10 @@ def decode_response(
     if status_code >= 500 or status_code == 408:
         kind = _describe_body(body)
         raise ModelsLabTransientError(
-            f"ModelsLab answered HTTP {status_code} with {kind}; this is a server-side hiccup, retrying.",
-            # 524 is a gateway timeout after the origin received the request; 408 likewise
-            ambiguous=status_code in (408, 524),
+            f"ModelsLab answered HTTP {status_code} with {kind}.",
+            # any 5xx (a gateway's 502/520/524 included) and 408 may come after the origin has
+            # queued the job: a paid call must not be repeated on it (policy.never_reached)
+            ambiguous=True,
             status_code=status_code,
         )
     data = _loads(body)

@@ -71,6 +71,19 @@ class ModelsLabTimeoutError(ModelsLabError):
         self.request_id = request_id
 
 
+class ModelsLabAmbiguousSubmitError(ModelsLabError):
+    """A paid submit whose outcome is unknown: ModelsLab may have queued (and billed) it.
+
+    It is never repeated automatically (unless the caller opted in); ``track_id`` is what to look
+    for in the ModelsLab dashboard or webhook log.
+    """
+
+    def __init__(self, message: str, *, track_id: str | None = None, endpoint: str | None = None) -> None:
+        super().__init__(message)
+        self.track_id = track_id
+        self.endpoint = endpoint
+
+
 def refused_key_message(exc: BaseException, conn_id: str | None = None) -> str:
     """One wording for a refused key, on the Test button and in a failed task alike.
 

@@ -22,22 +22,32 @@ from modelslab_provider.client.errors import (
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    """When one HTTP call is repeated: capped exponential backoff with jitter (stripe-style)."""
+    """When one HTTP call is repeated: capped exponential backoff with jitter (stripe-style).
+
+    Free calls (fetch, wallet balance) repeat every transient failure. Paid calls (``idempotent``
+    False) repeat only failures that :func:`never_reached` ModelsLab, unless
+    ``resubmit_on_ambiguous_failure`` says a possible double charge beats a missing video.
+    ``retry_rate_limits`` False hands rate limits back to the caller (the paid submit waits
+    for a queue slot itself, see :meth:`queue_wait`).
+    """
 
     max_attempts: int = 4
     initial_delay: float = 1.0
     max_delay: float = 30.0
     max_retry_after: float = 300.0
+    retry_rate_limits: bool = True
+    resubmit_on_ambiguous_failure: bool = False
 
     def delay(self, attempt: int, error: BaseException, *, idempotent: bool, jitter: float) -> float | None:
         """Seconds to wait before attempt ``attempt + 1``, or None to give up and raise ``error``.
 
-        ``jitter`` is a draw from [0, 1). A call that is not idempotent (a paid submission) is
-        never repeated after an ambiguous failure: it might already have been accepted.
+        ``jitter`` is a draw from [0, 1).
         """
         if not isinstance(error, ModelsLabError) or not error.retryable or attempt >= self.max_attempts:
             return None
-        if not idempotent and getattr(error, "ambiguous", False):
+        if isinstance(error, ModelsLabRateLimitError) and not self.retry_rate_limits:
+            return None
+        if not idempotent and not self.resubmit_on_ambiguous_failure and not never_reached(error):
             return None
         return self.backoff(attempt, error, jitter)
 
@@ -46,6 +56,19 @@ class RetryPolicy:
             return min(error.retry_after, self.max_retry_after) + jitter
         base = min(self.max_delay, self.initial_delay * 2 ** max(attempt - 1, 0))
         return base * (0.5 + jitter / 2)
+
+    @staticmethod
+    def queue_wait(attempt: int, retry_after: float | None, remaining: float, jitter: float) -> float | None:
+        """Seconds to wait before resubmitting after the ``attempt``-th queue-full refusal.
+
+        The API's ``retry_after`` when given, else 5 s doubling up to 60 s; stretched by up to half
+        by ``jitter`` (a draw from [0, 1)) so many waiting tasks do not resubmit in lockstep; never
+        past ``remaining`` (seconds left of the caller's budget). None when nothing is left.
+        """
+        if remaining <= 0:
+            return None
+        base = retry_after if retry_after is not None else min(60.0, 5.0 * 2 ** min(max(attempt - 1, 0), 4))
+        return min(base * (1 + 0.5 * min(max(jitter, 0.0), 1.0)), remaining)
 
 
 @dataclass(frozen=True)
@@ -228,3 +251,25 @@ class WaitTracker:
                 return Decision(Action.FAIL, error=self.timeout_error(now))
             delay = min(delay, remaining)
         return Decision(Action.WAIT, delay=delay)
+
+
+def never_reached(error: BaseException) -> bool:
+    """True only when a paid call (submit, batch submit) provably never reached ModelsLab.
+
+    That is HTTP 429 (ModelsLab refused it) or a failure before any byte was sent (connection
+    refused, DNS, connect timeout: transient, not ambiguous, no HTTP status). A 5xx, a read
+    timeout, a dropped connection or an unreadable 200 may hide an accepted, billed request.
+    """
+    if isinstance(error, ModelsLabRateLimitError):
+        return True
+    return isinstance(error, ModelsLabTransientError) and not error.ambiguous and error.status_code is None
+
+
+@dataclass(frozen=True)
+class PaidCallRetryPolicy(RetryPolicy):
+    """The retries of a paid call: only those :func:`never_reached` allows."""
+
+    def delay(self, attempt: int, error: BaseException, *, idempotent: bool, jitter: float) -> float | None:
+        if not never_reached(error):
+            return None
+        return super().delay(attempt, error, idempotent=True, jitter=jitter)

@@ -3,15 +3,30 @@
 from __future__ import annotations
 
 import logging
+import math
 import random
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from modelslab_provider.client import core
-from modelslab_provider.client.core import ApiRequest, Balance, ClientSettings, VideoResult
-from modelslab_provider.client.errors import ModelsLabError, ModelsLabTransientError
-from modelslab_provider.client.policy import Action, PollPolicy, RetryPolicy, WaitTracker
+from modelslab_provider.client.core import ApiRequest, Balance, ClientSettings, Status, VideoResult
+from modelslab_provider.client.errors import (
+    ModelsLabAmbiguousSubmitError,
+    ModelsLabError,
+    ModelsLabJobFailedError,
+    ModelsLabRateLimitError,
+    ModelsLabRequestError,
+    ModelsLabTransientError,
+)
+from modelslab_provider.client.policy import Action, PollPolicy, RetryPolicy, WaitTracker, never_reached
+from modelslab_provider.client.submit import (
+    SubmittedRequest,
+    ambiguous_submit_error,
+    prepare_payload,
+    request_fingerprint,
+)
 
 if TYPE_CHECKING:
     import requests
@@ -21,6 +36,9 @@ T = TypeVar("T")
 
 USER_AGENT = "airflow-provider-modelslab"
 ProgressCallback = Callable[[WaitTracker, VideoResult | None, BaseException | None], None]
+#: called before each queue-full wait with (the refusal, seconds to wait, refusals so far); it may
+#: raise to take the wait over (an operator defers to the triggerer), else the client sleeps
+QueueFullCallback = Callable[[ModelsLabRateLimitError, float, int], None]
 
 
 def retry_delay(
@@ -88,8 +106,132 @@ class ModelsLabClient:
     # ------------------------------------------------------------------ API calls
 
     def submit(self, endpoint: str, payload: Mapping[str, Any]) -> VideoResult:
-        """Start a paid generation. Ambiguous failures are not retried (no double billing)."""
-        return self._send(core.build_submit(self.settings, endpoint, payload), core.normalise_response)
+        """One paid call, documented defaults filled in; repeated only if it never reached ModelsLab.
+
+        :meth:`submit_request` adds the ``track_id``, the queue-full wait and the submit record.
+        """
+        request = core.build_submit(self.settings, endpoint, prepare_payload(endpoint, payload))
+        return self._send(request, core.normalise_response)
+
+    def fingerprint(self, endpoint: str, payload: Mapping[str, Any]) -> str:
+        """The fingerprint :meth:`submit_request` records for ``payload`` (before any ``track_id``)."""
+        return request_fingerprint(self.settings.base_url, endpoint, prepare_payload(endpoint, payload))
+
+    def submit_request(
+        self,
+        endpoint: str,
+        payload: Mapping[str, Any],
+        *,
+        track_id: str | None = None,
+        deadline: float | None = None,
+        queue_attempts: int = 0,
+        on_queue_full: QueueFullCallback | None = None,
+        resubmit_on_ambiguous_failure: bool = False,
+    ) -> tuple[SubmittedRequest, VideoResult]:
+        """One paid generation, submitted at most once as far as anyone can tell.
+
+        The documented defaults are filled in (:func:`~modelslab_provider.client.submit.prepare_payload`)
+        and ``track_id`` is added unless the payload carries one. The call is repeated only when it
+        provably never reached ModelsLab (:func:`~modelslab_provider.client.policy.never_reached`);
+        a refusal because the account's queue is full waits (``on_queue_full``, then sleep) and
+        resubmits until ``deadline`` (epoch seconds; None: no waiting). Raises
+        :class:`ModelsLabAmbiguousSubmitError` when the request may exist under an id we never
+        received, :class:`ModelsLabRateLimitError` when the queue stayed full, and the typed error
+        of a refused or at-once failed request.
+        """
+        body = prepare_payload(endpoint, payload)
+        fingerprint = request_fingerprint(self.settings.base_url, endpoint, body)
+        if track_id and not body.get("track_id"):
+            body["track_id"] = track_id
+        given = body.get("track_id")
+        track = str(given) if isinstance(given, str | int) and not isinstance(given, bool) else None
+        api_version, _ = core.resolve_endpoint(endpoint)
+        result = self.send_paid(
+            core.build_submit(self.settings, endpoint, body),
+            core.normalise_response,
+            what=endpoint,
+            track_id=track,
+            deadline=deadline,
+            queue_attempts=queue_attempts,
+            on_queue_full=on_queue_full,
+            resubmit_on_ambiguous_failure=resubmit_on_ambiguous_failure,
+        )
+        message = result.message or f"status {result.raw_status} without a message"
+        if result.status is Status.FAILED:
+            if result.request_id is None:
+                raise ModelsLabRequestError(f"ModelsLab refused the request to {endpoint}: {message}")
+            raise ModelsLabJobFailedError(
+                f"ModelsLab request {result.request_id} failed at once ({result.raw_status}): {message}",
+                request_id=result.request_id,
+                status=result.raw_status,
+            )
+        if result.request_id is None:
+            raise ModelsLabAmbiguousSubmitError(
+                f"ModelsLab accepted the request to {endpoint} but sent neither a request id nor a fetch "
+                "URL, so it cannot be followed. It is not resubmitted automatically (it may be billed); "
+                f"look for track_id {track or '(none)'} in your ModelsLab dashboard.",
+                track_id=track,
+                endpoint=endpoint,
+            )
+        submitted = SubmittedRequest(
+            request_id=result.request_id,
+            api_version=api_version,
+            fetch_url=result.fetch_result,
+            submitted_at=self._clock(),
+            eta=result.eta,
+            fingerprint=fingerprint,
+            track_id=track,
+        )
+        return submitted, result
+
+    def send_paid(
+        self,
+        request: ApiRequest,
+        parse: Callable[[dict[str, Any], int], T],
+        *,
+        what: str,
+        track_id: str | None,
+        deadline: float | None = None,
+        queue_attempts: int = 0,
+        on_queue_full: QueueFullCallback | None = None,
+        resubmit_on_ambiguous_failure: bool = False,
+    ) -> T:
+        """Send one paid call (a submit, a batch submit) under the paid-call rule; ``parse`` its answer.
+
+        Repeated only when it provably never reached ModelsLab; a queue-full refusal waits and
+        resubmits until ``deadline`` (see :meth:`submit_request`). An ambiguous failure raises
+        :class:`ModelsLabAmbiguousSubmitError` naming ``what`` and ``track_id``.
+        """
+        retry = replace(
+            self.retry, retry_rate_limits=False, resubmit_on_ambiguous_failure=resubmit_on_ambiguous_failure
+        )
+        attempts = queue_attempts
+        while True:
+            try:
+                return self._send(request, parse, retry=retry)
+            except ModelsLabRateLimitError as exc:
+                attempts += 1
+                remaining = -math.inf if deadline is None else deadline - self._clock()
+                delay = retry.queue_wait(attempts, exc.retry_after, remaining, self._jitter())
+                if delay is None:
+                    raise ModelsLabRateLimitError(
+                        f"ModelsLab kept refusing the submission to {what} because the account's queue "
+                        f"is full ({exc}); gave up after {attempts} attempt(s), when the time budget ran "
+                        "out. Nothing was submitted, so a retry is safe.",
+                        retry_after=exc.retry_after,
+                        status_code=exc.status_code,
+                    ) from exc
+                if on_queue_full is not None:
+                    on_queue_full(exc, delay, attempts)
+                else:
+                    log.warning("ModelsLab queue is full (%s); resubmitting in %.1f s", exc, delay)
+                self._sleep(delay)
+            except ModelsLabTransientError as exc:
+                if never_reached(exc):
+                    raise
+                raise ambiguous_submit_error(
+                    what, exc, track_id, resubmitted=resubmit_on_ambiguous_failure
+                ) from exc
 
     def fetch(self, request_id: Any, api_version: str = core.V6, fetch_url: str | None = None) -> VideoResult:
         """Poll a request once (with retries of transient failures)."""
@@ -144,7 +286,13 @@ class ModelsLabClient:
 
     # ------------------------------------------------------------------ transport
 
-    def _send(self, request: ApiRequest, parse: Callable[[dict[str, Any], int], T]) -> T:
+    def _send(
+        self,
+        request: ApiRequest,
+        parse: Callable[[dict[str, Any], int], T],
+        *,
+        retry: RetryPolicy | None = None,
+    ) -> T:
         """Send with retries; ``parse`` runs inside the loop, so a rate limit in a 200 body is retried too."""
         attempt = 0
         while True:
@@ -152,7 +300,7 @@ class ModelsLabClient:
             try:
                 return parse(*self._send_once(request))
             except ModelsLabError as exc:
-                self._sleep(retry_delay(self.retry, attempt, exc, request, self._jitter()))
+                self._sleep(retry_delay(retry or self.retry, attempt, exc, request, self._jitter()))
 
     def _send_once(self, request: ApiRequest) -> tuple[dict[str, Any], int]:
         import requests

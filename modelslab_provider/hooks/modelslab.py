@@ -19,6 +19,7 @@ from modelslab_provider.client.core import (
     V6,
     Balance,
     ClientSettings,
+    Status,
     VideoResult,
     normalise_base_url,
 )
@@ -26,6 +27,8 @@ from modelslab_provider.client.errors import (
     ModelsLabAuthError,
     ModelsLabConfigError,
     ModelsLabError,
+    ModelsLabNotFoundError,
+    ModelsLabTransientError,
     refused_key_message,
 )
 from modelslab_provider.connection_form import CONN_FIELDS, UI_FIELD_BEHAVIOUR
@@ -34,7 +37,8 @@ if TYPE_CHECKING:
     from airflow.sdk import Connection
 
     from modelslab_provider.client.aio import AsyncModelsLabClient
-    from modelslab_provider.client.sync import ModelsLabClient
+    from modelslab_provider.client.submit import SubmittedRequest
+    from modelslab_provider.client.sync import ModelsLabClient, QueueFullCallback
 
 
 def settings_from_connection(
@@ -246,6 +250,83 @@ class ModelsLabHook(BaseHook):
     def submit(self, endpoint: str, payload: Mapping[str, Any]) -> VideoResult:
         """Start a generation on ``endpoint`` (e.g. ``text2video`` or ``v7/text-to-video``)."""
         return self.client.submit(endpoint, payload)
+
+    def submit_request(
+        self,
+        endpoint: str,
+        payload: Mapping[str, Any],
+        *,
+        track_id: str | None = None,
+        deadline: float | None = None,
+        queue_attempts: int = 0,
+        on_queue_full: QueueFullCallback | None = None,
+        resubmit_on_ambiguous_failure: bool = False,
+    ) -> tuple[SubmittedRequest, VideoResult]:
+        """The paid submit with its rules (never repeat an ambiguous failure, wait for a queue slot).
+
+        See :meth:`~modelslab_provider.client.sync.ModelsLabClient.submit_request`.
+        """
+        return self.client.submit_request(
+            endpoint,
+            payload,
+            track_id=track_id,
+            deadline=deadline,
+            queue_attempts=queue_attempts,
+            on_queue_full=on_queue_full,
+            resubmit_on_ambiguous_failure=resubmit_on_ambiguous_failure,
+        )
+
+    def recheck_request(
+        self, stored: Any, fingerprint: str
+    ) -> tuple[str, SubmittedRequest | None, VideoResult | None]:
+        """What a new try does with the request an earlier try stored (at most one free fetch).
+
+        ``running`` (reconnect) or ``done`` (reuse its video), else a reason to submit anew:
+        ``unusable``, ``superseded`` (another server, endpoint or payload), ``not_found``, ``failed``.
+        An unreadable status counts as running: an unknown state is no reason to pay again.
+        """
+        from modelslab_provider.client.submit import SubmittedRequest
+
+        job = SubmittedRequest.from_dict(stored)
+        if job is None:
+            self.log.warning("Ignoring an unreadable stored ModelsLab request (%r)", stored)
+            return "unusable", None, None
+        rid = job.request_id
+        if job.fingerprint != fingerprint:
+            self.log.info(
+                "Stored ModelsLab request %s was made for another server, endpoint or payload; "
+                "submitting anew",
+                rid,
+            )
+            return "superseded", job, None
+        try:
+            result = self.fetch(rid, job.api_version, job.fetch_url)
+        except ModelsLabNotFoundError as exc:
+            self.log.warning("ModelsLab no longer knows request %s (%s); submitting anew", rid, exc)
+            return "not_found", job, None
+        except ModelsLabTransientError as exc:
+            self.log.warning("Could not check ModelsLab request %s (%s); reconnecting to it", rid, exc)
+            return "running", job, None
+        if result.status is Status.DONE:
+            return "done", job, result
+        if result.status is Status.FAILED:
+            self.log.warning(
+                "ModelsLab request %s from an earlier try ended with %s (%s); submitting anew",
+                rid,
+                result.raw_status,
+                result.message or "no message",
+            )
+            return "failed", job, result
+        self.log.info(
+            "ModelsLab request %s from an earlier try is still %s; reconnecting instead of submitting again",
+            rid,
+            result.raw_status,
+        )
+        return "running", job, result
+
+    def request_fingerprint(self, endpoint: str, payload: Mapping[str, Any]) -> str:
+        """What a stored request must match to be reused: server origin, endpoint and payload."""
+        return self.client.fingerprint(endpoint, payload)
 
     def fetch(self, request_id: Any, api_version: str = V6, fetch_url: str | None = None) -> VideoResult:
         return self.client.fetch(request_id, api_version, fetch_url)

@@ -1,62 +1,12 @@
 """Operators that generate a ModelsLab video: submit, push the request id, wait, push the URLs.
 
-:class:`ModelsLabVideoOperator` calls any video endpoint with a payload passed through unchanged;
-:class:`ModelsLabTextToVideoOperator` and :class:`ModelsLabImageToVideoOperator` add typed
-arguments for the common fields. All three share one flow:
-
-1. submit (a refusal because the account's queue is full waits and resubmits, within
-   ``timeout``; in deferrable mode the wait happens in the triggerer);
-2. push XCom ``request_id`` (plus ``api_version``, ``fetch_url``, ``eta``) before any waiting;
-3. return at once if the submit answered ``success`` with URLs; otherwise wait, in the worker or
-   deferred to :class:`~modelslab_provider.triggers.video.VideoFetchTrigger`, with the deadline
-   inside the trigger so a timeout is reported as one;
-4. XCom ``return_value`` = the list of output URLs; ``video_url``, ``proxy_links``,
-   ``generation_time`` and ``meta`` (secrets stripped) go under their own keys.
-
-Never paying twice: what a new try of the task does, per Airflow line
------------------------------------------------------------------------
-
-The request is remembered through Airflow's ``ResumableJobMixin``: on 3.3+ the submitted request
-(id, API version, fetch URL, submit time, ETA and a fingerprint of endpoint + payload) goes to
-the task instance's ``task_state_store`` right after the submit, before any waiting. On a later
-try the operator fetches that request once and then:
-
-* still running -> reconnects to it (waits again, synchronously or deferred); no new submit;
-* already done -> returns its URLs without polling;
-* failed, expired, unknown to ModelsLab, or stored for another endpoint/payload -> submits anew.
-
-=====================================================  ================  ==================
-situation                                              Airflow 3.1, 3.2  Airflow 3.3+
-=====================================================  ================  ==================
-triggerer restart or failover while deferred           reconnects        reconnects
-worker dies mid-wait (sync) or before deferring, retry submits again     reconnects
-``timeout`` / ``execution_timeout`` hit, then retry    submits again     reconnects
-retry or clear after the job failed                    submits again     submits again
-clear after success, same endpoint and payload         submits again     returns same video
-clear after success, payload changed                   submits again     submits again
-``durable=False``                                      (always off)      submits again
-=====================================================  ================  ==================
-
-* The trigger's kwargs carry the request id and the absolute deadline, so a triggerer restart
-  never re-runs the operator on any line.
-* Below 3.3 there is no store that survives a retry (XCom is cleared before each try), and the
-  ``ResumableJobMixin`` from common-compat submits on every try; the timeout error says so
-  there. Prefer ``deferrable=True`` (nothing to lose when a worker dies) and ``retries=0`` if
-  a second charge matters.
-* Known gap on 3.3+ (Airflow's own): a worker that dies between the submit's answer and the
-  store write submits again on retry.
-* A submit whose outcome is unknown (read timeout, dropped connection, HTTP 524) is never
-  repeated automatically on any line: the task fails without retry, because the request may
-  exist under an id we never received.
-* A failed job fails the task without retry (``AirflowFailException``); a timeout raises a
-  plain ``AirflowException`` so ``retries`` apply and a retry reconnects (3.3+).
+The paid submit, its retry rules and the record of the submitted request live in the client and
+the hook; this module is Airflow glue. The README's "Retries, timeouts and who pays" section
+states what a retry, a timeout or an ambiguous submit does on each Airflow line.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
-import random
 import time
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
@@ -75,16 +25,24 @@ from airflow.providers.common.compat.sdk import (
 
 from modelslab_provider.client.core import SECRET_FIELDS, Status, VideoResult, http_urls, resolve_endpoint
 from modelslab_provider.client.errors import (
+    ModelsLabAmbiguousSubmitError,
     ModelsLabAuthError,
     ModelsLabError,
     ModelsLabJobFailedError,
-    ModelsLabNotFoundError,
     ModelsLabRateLimitError,
     ModelsLabTimeoutError,
     ModelsLabTransientError,
     refused_key_message,
 )
-from modelslab_provider.client.policy import PollPolicy, RetryPolicy, WaitTracker
+from modelslab_provider.client.policy import PollPolicy, WaitTracker, never_reached
+from modelslab_provider.client.submit import (
+    Default,
+    SubmittedRequest,
+    image_urls,
+    make_track_id,
+    prepare_payload,
+    typed_payload,
+)
 from modelslab_provider.hooks.modelslab import ModelsLabHook
 from modelslab_provider.version_compat import AIRFLOW_V_3_3_PLUS
 
@@ -92,10 +50,9 @@ if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
     from airflow.sdk.types import TaskInstanceKey
 
-    from modelslab_provider.client.sync import ModelsLabClient
-
 # XCom keys (``return_value`` holds the list of output URLs)
 XCOM_REQUEST_ID = "request_id"
+XCOM_TRACK_ID = "track_id"
 XCOM_API_VERSION = "api_version"
 XCOM_FETCH_URL = "fetch_url"
 XCOM_ETA = "eta"
@@ -127,15 +84,6 @@ class ModelsLabVideoLink(BaseOperatorLink):
         return ""
 
 
-class _SubmitRetryPolicy(RetryPolicy):
-    """The client's retries, minus rate limits: the operator waits for a queue slot itself."""
-
-    def delay(self, attempt: int, error: BaseException, *, idempotent: bool, jitter: float) -> float | None:
-        if isinstance(error, ModelsLabRateLimitError):
-            return None
-        return super().delay(attempt, error, idempotent=idempotent, jitter=jitter)
-
-
 def _seconds(value: float | timedelta, name: str) -> float:
     seconds = value.total_seconds() if isinstance(value, timedelta) else value
     if isinstance(seconds, bool) or not isinstance(seconds, int | float) or not seconds > 0:
@@ -154,24 +102,6 @@ def _compact(value: Any) -> Any:
     return value
 
 
-def _job_record(value: Any) -> dict[str, Any] | None:
-    """The stored request, or None when the store holds something this version cannot use."""
-    if not isinstance(value, Mapping) or not isinstance(value.get("request_id"), str):
-        return None
-    if value.get("api_version") not in ("v6", "v7") or not isinstance(value.get("fingerprint"), str):
-        return None
-    submitted_at = value.get("submitted_at")
-    eta = value.get("eta")
-    return {
-        "request_id": value["request_id"],
-        "api_version": value["api_version"],
-        "fetch_url": value.get("fetch_url") if isinstance(value.get("fetch_url"), str) else None,
-        "submitted_at": float(submitted_at) if isinstance(submitted_at, int | float) else time.time(),
-        "eta": float(eta) if isinstance(eta, int | float) and not isinstance(eta, bool) else None,
-        "fingerprint": value["fingerprint"],
-    }
-
-
 class ModelsLabVideoOperator(ResumableJobMixin, BaseOperator):
     """Generate a video on any ModelsLab video endpoint and push the output URLs to XCom.
 
@@ -179,23 +109,26 @@ class ModelsLabVideoOperator(ResumableJobMixin, BaseOperator):
         ``img2video_ultra``, ``video2video``, ``watermark_remover``) or a v7 video-fusion one
         (``text-to-video``, ``image-to-video``, ``video-to-video``, ``lip-sync``,
         ``motion-control``); a ``v6/`` or ``v7/`` prefix is accepted. Templated.
-    :param payload: the API parameters, passed through unchanged (templated). Never the key:
-        it comes from the connection, and a ``key`` field is refused.
+    :param payload: the API parameters (templated), sent as given plus the documented defaults
+        (``model_id`` ``wan2.2`` on v6 ``text2video``/``img2video``) and a ``track_id`` naming
+        this try unless the payload has one. Never the key: a ``key`` field is refused.
     :param modelslab_conn_id: the connection holding the API key.
     :param wait_for_completion: wait for the video (default). With False the task returns right
         after the submit (XCom ``request_id``) for a downstream ``VideoFetchSensor``; its
         ``return_value`` is then None.
     :param deferrable: wait in the triggerer instead of the worker (also for queue-full waits);
         defaults to ``[operators] default_deferrable``.
-    :param poll_interval: the shortest pause between polls, in seconds. Above it, polls follow
-        the API's ETA (the first one shortly before the video is expected; 15 s apart without
-        an ETA) and thin out while a job overruns, up to ``max_poll_interval``.
+    :param poll_interval: the shortest pause between polls, in seconds; above it, polls follow
+        the API's ETA.
     :param max_poll_interval: longest pause between polls, in seconds.
     :param timeout: the task's time budget per try (seconds or timedelta), counted from the
         start of the try: queue-full waits and the wait for the video must end within it.
         Running out raises a retryable ``AirflowException`` that says the job may still finish.
+    :param resubmit_on_ambiguous_failure: False (default): a submit that may have reached
+        ModelsLab (5xx, read timeout, dropped connection) fails the task without retry, naming
+        its ``track_id``. True: such a submit is sent again, which may pay twice.
     :param durable: (Airflow 3.3+, from ``ResumableJobMixin``) remember the request in
-        ``task_state_store`` so a new try reconnects to it; see the module docstring.
+        ``task_state_store`` so a new try reconnects to it (README: "Retries, timeouts and who pays").
     """
 
     template_fields: Sequence[str] = ("endpoint", "payload", "modelslab_conn_id")
@@ -215,6 +148,7 @@ class ModelsLabVideoOperator(ResumableJobMixin, BaseOperator):
         poll_interval: float = 5.0,
         max_poll_interval: float = 60.0,
         timeout: float | timedelta = 3600.0,
+        resubmit_on_ambiguous_failure: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -226,13 +160,13 @@ class ModelsLabVideoOperator(ResumableJobMixin, BaseOperator):
         self.poll_interval = _seconds(poll_interval, "poll_interval")
         self.max_poll_interval = max(_seconds(max_poll_interval, "max_poll_interval"), self.poll_interval)
         self.timeout = _seconds(timeout, "timeout")
+        self.resubmit_on_ambiguous_failure = resubmit_on_ambiguous_failure
         # per-try working state; nothing here survives a deferral (kwargs and events carry it)
-        self._api_version = "v6"
         self._body: dict[str, Any] = {}
         self._fingerprint = ""
         self._deadline = 0.0
         self._rate_limit_attempts = 0
-        self._job: dict[str, Any] | None = None
+        self._job: SubmittedRequest | None = None
         self._known: VideoResult | None = None
         self._published_request = False
         self._urls: list[str] | None = None
@@ -255,7 +189,7 @@ class ModelsLabVideoOperator(ResumableJobMixin, BaseOperator):
     def _prepare(self, deadline: float | None = None, rate_limit_attempts: int = 0) -> None:
         """Validate the rendered inputs and start (or continue) the try's time budget."""
         try:
-            self._api_version, path = resolve_endpoint(self.endpoint)
+            resolve_endpoint(self.endpoint)
         except ModelsLabError as exc:
             raise AirflowFailException(str(exc)) from None
         body = self.build_payload()
@@ -265,9 +199,12 @@ class ModelsLabVideoOperator(ResumableJobMixin, BaseOperator):
                 f"payload must not contain {secret}: the API key comes from Airflow connection "
                 f"{self.modelslab_conn_id!r} only."
             )
-        self._body = body
-        canonical = json.dumps({"path": path, "payload": body}, sort_keys=True, default=str)
-        self._fingerprint = hashlib.sha256(canonical.encode()).hexdigest()[:32]
+        try:
+            self._body = prepare_payload(self.endpoint, body)
+            # the server's origin is part of it: needs the connection (fails here, before any call)
+            self._fingerprint = self.hook.request_fingerprint(self.endpoint, self._body)
+        except ModelsLabError as exc:
+            raise self._failure(exc) from None
         self._deadline = deadline if deadline is not None else time.time() + self.timeout
         self._rate_limit_attempts = rate_limit_attempts
 
@@ -328,66 +265,62 @@ class ModelsLabVideoOperator(ResumableJobMixin, BaseOperator):
             self.log.warning(
                 "ModelsLab has no cancel API: request %s keeps running (and is billed). A retry of this "
                 "task reconnects to it where Airflow supports it (3.3+).",
-                self._job["request_id"],
+                self._job.request_id,
             )
 
     # ------------------------------------------------------------------ ResumableJobMixin
 
     def submit_job(self, context: Context) -> dict[str, Any]:
-        result = self._submit()
-        assert result.request_id is not None
-        job = {
-            "request_id": result.request_id,
-            "api_version": self._api_version,
-            "fetch_url": result.fetch_result,
-            "submitted_at": time.time(),
-            "eta": result.eta,
-            "fingerprint": self._fingerprint,
-        }
+        """One paid submit through the hook; push and log its ``track_id`` first."""
+        track_id = self._track_id(context)
+        context["ti"].xcom_push(key=XCOM_TRACK_ID, value=track_id)
+        self.log.info("Submitting to ModelsLab %s with track_id %s", self.endpoint, track_id)
+        try:
+            job, result = self.hook.submit_request(
+                self.endpoint,
+                self._body,
+                track_id=track_id,
+                deadline=self._deadline,
+                queue_attempts=self._rate_limit_attempts,
+                on_queue_full=self._on_queue_full,
+                resubmit_on_ambiguous_failure=self.resubmit_on_ambiguous_failure,
+            )
+        except ModelsLabError as exc:
+            raise self._submit_failure(exc) from exc
+        self.log.info(
+            "Submitted ModelsLab request %s to %s (%s, status %s, ETA %s, track_id %s)",
+            job.request_id,
+            self.endpoint,
+            job.api_version,
+            result.raw_status,
+            "unknown" if job.eta is None else f"{job.eta:.0f} s",
+            job.track_id,
+        )
         self._job = job
         self._known = result
-        return job
+        return job.to_dict()
+
+    def _track_id(self, context: Context) -> str:
+        given = self._body.get("track_id")
+        if isinstance(given, str | int) and not isinstance(given, bool) and str(given).strip():
+            return str(given)
+        ti = context["ti"]
+        map_index = getattr(ti, "map_index", -1)
+        return make_track_id(
+            str(getattr(ti, "dag_id", None) or getattr(self, "dag_id", "dag")),
+            str(getattr(ti, "run_id", None) or context.get("run_id") or "run"),
+            str(getattr(ti, "task_id", None) or self.task_id),
+            map_index if isinstance(map_index, int) else -1,
+            int(getattr(ti, "try_number", None) or 1),
+        )
 
     def get_job_status(self, external_id: Any, context: Context) -> str:
-        job = _job_record(external_id)
-        if job is None:
-            self.log.warning("Ignoring an unreadable stored ModelsLab request (%r)", external_id)
-            return "unusable"
-        if job["fingerprint"] != self._fingerprint:
-            self.log.info(
-                "Stored ModelsLab request %s was made for another endpoint or payload; submitting anew",
-                job["request_id"],
-            )
-            return "superseded"
-        rid = job["request_id"]
         try:
-            result = self.hook.fetch(rid, job["api_version"], job["fetch_url"])
-        except ModelsLabNotFoundError as exc:
-            self.log.warning("ModelsLab no longer knows request %s (%s); submitting anew", rid, exc)
-            return "not_found"
-        except ModelsLabTransientError as exc:
-            # an unknown state is no reason to pay again: reconnect and let the wait sort it out
-            self.log.warning("Could not check ModelsLab request %s (%s); reconnecting to it", rid, exc)
-            return "running"
+            verdict, _, result = self.hook.recheck_request(external_id, self._fingerprint)
         except ModelsLabError as exc:
             raise self._failure(exc) from exc
         self._known = result
-        if result.status is Status.DONE:
-            return "done"
-        if result.status is Status.FAILED:
-            self.log.warning(
-                "ModelsLab request %s from an earlier try ended with %s (%s); submitting anew",
-                rid,
-                result.raw_status,
-                result.message or "no message",
-            )
-            return "failed"
-        self.log.info(
-            "ModelsLab request %s from an earlier try is still %s; reconnecting instead of submitting again",
-            rid,
-            result.raw_status,
-        )
-        return "running"
+        return verdict
 
     def is_job_active(self, status: str) -> bool:
         return status == "running"
@@ -401,9 +334,7 @@ class ModelsLabVideoOperator(ResumableJobMixin, BaseOperator):
         job = self._use_job(external_id)
         self._publish_request(context, job)
         if not self.wait_for_completion:
-            self.log.info(
-                "Not waiting for ModelsLab request %s (wait_for_completion=False)", job["request_id"]
-            )
+            self.log.info("Not waiting for ModelsLab request %s (wait_for_completion=False)", job.request_id)
             return None
         done = self._known if self._known is not None and self._known.status is Status.DONE else None
         if done is None and self.deferrable:
@@ -421,93 +352,33 @@ class ModelsLabVideoOperator(ResumableJobMixin, BaseOperator):
             return None
         if self._known is None or self._known.status is not Status.DONE:
             return self.poll_until_complete(external_id, context)
-        self.log.info("ModelsLab request %s finished during an earlier try; not polling", job["request_id"])
+        self.log.info("ModelsLab request %s finished during an earlier try; not polling", job.request_id)
         self._urls = self._publish_result(context, list(self._known.urls), self._known.details())
         return self._urls
 
-    def _use_job(self, external_id: Any) -> dict[str, Any]:
-        job = _job_record(external_id)
+    def _use_job(self, external_id: Any) -> SubmittedRequest:
+        job = SubmittedRequest.from_dict(external_id)
         if job is None:  # only a bug can get here: submit_job and the store check both validate
             raise AirflowException(f"Unusable ModelsLab request record {external_id!r}")
         self._job = job
         return job
 
-    # ------------------------------------------------------------------ submit
+    # ------------------------------------------------------------------ submit failures and queue waits
 
-    def _submit_client(self) -> ModelsLabClient:
-        from modelslab_provider.client.sync import ModelsLabClient
-
-        settings = self.hook.client.settings
-        return ModelsLabClient(settings, retry=_SubmitRetryPolicy(max_attempts=settings.max_retries))
-
-    def _submit(self) -> VideoResult:
-        """One paid submission, waiting for a queue slot (within the budget) when the account is full."""
-        try:
-            client = self._submit_client()
-        except ModelsLabError as exc:  # no key, bad base URL: fix the connection, don't retry
-            raise self._failure(exc) from None
-        try:
-            while True:
-                try:
-                    result = client.submit(self.endpoint, self._body)
-                    break
-                except ModelsLabRateLimitError as exc:
-                    self._rate_limit_attempts += 1
-                    delay = self._queue_wait(exc)
-                    if self.deferrable:
-                        self._defer_queue_wait(delay)
-                    time.sleep(delay)
-                except ModelsLabError as exc:
-                    raise self._submit_failure(exc) from exc
-        finally:
-            client.close()
-        message = result.message or f"status {result.raw_status} without a message"
-        if result.status is Status.FAILED:
-            if result.request_id is None:
-                raise AirflowFailException(f"ModelsLab refused the request to {self.endpoint}: {message}")
-            raise AirflowFailException(
-                f"ModelsLab request {result.request_id} failed at once ({result.raw_status}): {message}"
-            )
-        if result.request_id is None:
-            raise AirflowFailException(
-                f"ModelsLab accepted the request to {self.endpoint} but sent neither a request id nor a "
-                "fetch URL, so it cannot be followed. It is not resubmitted automatically (it may be "
-                "billed); look for it in your ModelsLab dashboard."
-            )
-        self.log.info(
-            "Submitted ModelsLab request %s to %s (%s, status %s, ETA %s)",
-            result.request_id,
-            self.endpoint,
-            self._api_version,
-            result.raw_status,
-            "unknown" if result.eta is None else f"{result.eta:.0f} s",
-        )
-        return result
-
-    def _queue_wait(self, exc: ModelsLabRateLimitError) -> float:
-        """Seconds to wait before resubmitting after a queue-full refusal; fail past the budget."""
-        now = time.time()
-        remaining = self._deadline - now
-        attempt = self._rate_limit_attempts
-        base = exc.retry_after if exc.retry_after is not None else min(60.0, 5.0 * 2 ** min(attempt - 1, 4))
-        delay = base * (1 + 0.5 * random.random())  # noqa: S311  (spread the retries of many tasks)
-        if remaining <= 0:
-            raise AirflowException(
-                f"ModelsLab kept refusing the submission to {self.endpoint} because the account's queue "
-                f"is full ({exc}); gave up after {attempt} attempts, when the task's timeout of "
-                f"{self.timeout:.0f} s ran out. Nothing was submitted, so a retry is safe."
-            )
-        delay = min(delay, remaining)
+    def _on_queue_full(self, exc: ModelsLabRateLimitError, delay: float, attempts: int) -> None:
+        """Log a queue-full refusal; deferrable tasks wait for the slot in the triggerer."""
+        self._rate_limit_attempts = attempts
         self.log.warning(
             "ModelsLab refused the submission: the account's queue is full (%s). Waiting %.1f s, then "
             "resubmitting (attempt %d; %.0f s left of the task's %.0f s timeout)",
             exc,
             delay,
-            attempt + 1,
-            remaining,
+            attempts + 1,
+            max(self._deadline - time.time(), 0),
             self.timeout,
         )
-        return delay
+        if self.deferrable:
+            self._defer_queue_wait(delay)
 
     def _defer_queue_wait(self, delay: float) -> None:
         """Wait for a queue slot in the triggerer, so many waiting tasks hold no worker slots."""
@@ -522,12 +393,16 @@ class ModelsLabVideoOperator(ResumableJobMixin, BaseOperator):
         )
 
     def _submit_failure(self, exc: ModelsLabError) -> Exception:
-        if isinstance(exc, ModelsLabTransientError) and exc.ambiguous:
+        """A submit that may exist is final; one that provably never reached ModelsLab may be retried."""
+        if isinstance(exc, ModelsLabAmbiguousSubmitError):
+            return AirflowFailException(str(exc))
+        if isinstance(exc, ModelsLabRateLimitError):
+            return AirflowException(f"{exc} (task timeout: {self.timeout:.0f} s)")
+        if isinstance(exc, ModelsLabTransientError) and not never_reached(exc):
             return AirflowFailException(
                 f"The submission to ModelsLab ({self.endpoint}) may or may not have been accepted: {exc}. "
-                "It is not sent again automatically, so the video is never paid for twice. Look for a "
-                "new request in your ModelsLab dashboard; if there is none, clear this task to submit "
-                "again."
+                "It is not sent again automatically, so the video is never paid for twice. Look for its "
+                "track_id in your ModelsLab dashboard; if there is none, clear this task to submit again."
             )
         if isinstance(exc, ModelsLabTransientError):
             return AirflowException(
@@ -544,24 +419,24 @@ class ModelsLabVideoOperator(ResumableJobMixin, BaseOperator):
 
     # ------------------------------------------------------------------ wait
 
-    def _defer_wait(self, job: dict[str, Any]) -> NoReturn:
+    def _defer_wait(self, job: SubmittedRequest) -> NoReturn:
         # imported here: the trigger module pulls in airflow.triggers.base, which DAG parsing
         # does not need (benchmarks/parse_cost.py)
         from modelslab_provider.triggers.video import VideoFetchTrigger
 
         self.log.info(
             "Deferring: the triggerer waits for ModelsLab request %s until %s",
-            job["request_id"],
+            job.request_id,
             datetime.fromtimestamp(self._deadline, UTC).isoformat(timespec="seconds"),
         )
         self.defer(
             trigger=VideoFetchTrigger(
-                request_id=job["request_id"],
+                request_id=job.request_id,
                 modelslab_conn_id=self.modelslab_conn_id,
-                api_version=job["api_version"],
-                fetch_url=job["fetch_url"],
-                started_at=job["submitted_at"],
-                eta=job["eta"],
+                api_version=job.api_version,
+                fetch_url=job.fetch_url,
+                started_at=job.submitted_at,
+                eta=job.eta,
                 deadline=self._deadline,
                 poll_policy=self._poll_policy().to_dict(),
             ),
@@ -570,8 +445,8 @@ class ModelsLabVideoOperator(ResumableJobMixin, BaseOperator):
             timeout=None,
         )
 
-    def _wait(self, job: dict[str, Any]) -> VideoResult:
-        rid = job["request_id"]
+    def _wait(self, job: SubmittedRequest) -> VideoResult:
+        rid = job.request_id
         self.log.info(
             "Waiting for ModelsLab request %s in the worker (timeout in %.0f s)",
             rid,
@@ -580,10 +455,10 @@ class ModelsLabVideoOperator(ResumableJobMixin, BaseOperator):
         try:
             return self.hook.client.wait(
                 rid,
-                api_version=job["api_version"],
-                fetch_url=job["fetch_url"],
-                started_at=job["submitted_at"],
-                eta=job["eta"],
+                api_version=job.api_version,
+                fetch_url=job.fetch_url,
+                started_at=job.submitted_at,
+                eta=job.eta,
                 deadline=self._deadline,
                 poll=self._poll_policy(),
                 on_progress=self._log_progress,
@@ -639,17 +514,19 @@ class ModelsLabVideoOperator(ResumableJobMixin, BaseOperator):
 
     # ------------------------------------------------------------------ XCom
 
-    def _publish_request(self, context: Context, job: dict[str, Any]) -> None:
+    def _publish_request(self, context: Context, job: SubmittedRequest) -> None:
         """Push the request id and how to reach it, before any waiting."""
         if self._published_request:
             return
         ti = context["ti"]
-        ti.xcom_push(key=XCOM_REQUEST_ID, value=job["request_id"])
-        ti.xcom_push(key=XCOM_API_VERSION, value=job["api_version"])
-        if job["fetch_url"]:
-            ti.xcom_push(key=XCOM_FETCH_URL, value=job["fetch_url"])
-        if job["eta"] is not None:
-            ti.xcom_push(key=XCOM_ETA, value=job["eta"])
+        ti.xcom_push(key=XCOM_REQUEST_ID, value=job.request_id)
+        ti.xcom_push(key=XCOM_API_VERSION, value=job.api_version)
+        if job.track_id:
+            ti.xcom_push(key=XCOM_TRACK_ID, value=job.track_id)
+        if job.fetch_url:
+            ti.xcom_push(key=XCOM_FETCH_URL, value=job.fetch_url)
+        if job.eta is not None:
+            ti.xcom_push(key=XCOM_ETA, value=job.eta)
         self._published_request = True
 
     def _publish_result(self, context: Context, urls: list[str], details: Mapping[str, Any]) -> list[str]:
@@ -678,18 +555,21 @@ def _no_payload(cls: type, kwargs: dict[str, Any]) -> None:
         )
 
 
-def _clean(**fields: Any) -> dict[str, Any]:
-    return {k: v for k, v in fields.items() if v is not None}
-
-
-def _parameters(value: Any) -> dict[str, Any]:
-    if value is None:
-        return {}
-    if not isinstance(value, Mapping):
-        raise AirflowFailException(
-            f"parameters must be a dict of extra ModelsLab API parameters, got {type(value).__name__}"
-        )
-    return dict(value)
+#: typed arguments sent as API fields of the same name when set
+_TYPED_FIELDS = (
+    "negative_prompt",
+    "model_id",
+    "init_audio",
+    "duration",
+    "aspect_ratio",
+    "resolution",
+    "generate_audio",
+    "width",
+    "height",
+    "num_frames",
+    "fps",
+    "seed",
+)
 
 
 class _TypedVideoOperator(ModelsLabVideoOperator):
@@ -701,79 +581,101 @@ class _TypedVideoOperator(ModelsLabVideoOperator):
         "prompt",
         "negative_prompt",
         "model_id",
+        "init_image",
+        "init_audio",
+        "duration",
+        "aspect_ratio",
+        "resolution",
         "parameters",
     )
     template_fields_renderers: ClassVar[dict[str, str]] = {"parameters": "json"}
+    #: the endpoint of each API version when ``endpoint`` is not given
+    default_endpoints: ClassVar[dict[str, str]] = {}
 
     def __init__(
         self,
         *,
+        endpoint: str | None = None,
+        api_version: str | None = None,
         prompt: str | None = None,
         model_id: str | None = None,
         negative_prompt: str | None = None,
+        init_image: str | list[str] | None = None,
+        init_audio: str | None = None,
+        duration: int | str | None = None,
+        aspect_ratio: str | None = None,
+        resolution: str | int | None = None,
+        generate_audio: bool | None = None,
         width: int | None = None,
         height: int | None = None,
         num_frames: int | None = None,
         fps: int | None = None,
         seed: int | None = None,
-        output_type: str | None = "mp4",
+        output_type: str | Default | None = Default.TOKEN,
         parameters: Mapping[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
         _no_payload(type(self), kwargs)
-        super().__init__(**kwargs)
+        if api_version is not None and api_version not in self.default_endpoints:
+            known = sorted(self.default_endpoints)
+            raise ValueError(f"api_version must be one of {known}, got {api_version!r}")
+        super().__init__(endpoint=endpoint or self.default_endpoints[api_version or "v6"], **kwargs)
+        self.api_version = api_version
         self.prompt = prompt
-        self.model_id = model_id
-        self.negative_prompt = negative_prompt
-        self.width = width
-        self.height = height
-        self.num_frames = num_frames
-        self.fps = fps
-        self.seed = seed
+        self.init_image = init_image
         self.output_type = output_type
         self.parameters = parameters
+        self.model_id, self.negative_prompt, self.init_audio = model_id, negative_prompt, init_audio
+        self.duration, self.aspect_ratio, self.resolution = duration, aspect_ratio, resolution
+        self.generate_audio, self.seed = generate_audio, seed
+        self.width, self.height, self.num_frames, self.fps = width, height, num_frames, fps
 
     def _typed_payload(self, **first: Any) -> dict[str, Any]:
         """``first`` fields, the typed ones that are set, then ``parameters`` (which win)."""
-        body = _clean(
-            **first,
-            negative_prompt=self.negative_prompt or None,
-            model_id=self.model_id or None,
-            width=self.width,
-            height=self.height,
-            num_frames=self.num_frames,
-            fps=self.fps,
-            seed=self.seed,
-            output_type=self.output_type,
-        )
-        body.update(_parameters(self.parameters))
-        return body
+        fields = {**first, **{name: getattr(self, name) for name in _TYPED_FIELDS}}
+        try:
+            return typed_payload(
+                self.endpoint,
+                fields,
+                self.parameters,
+                output_type=self.output_type,
+                api_version=self.api_version,
+            )
+        except ModelsLabError as exc:
+            raise AirflowFailException(str(exc)) from None
 
 
 class ModelsLabTextToVideoOperator(_TypedVideoOperator):
-    """Generate a video from a text prompt (``text2video`` by default).
+    """Generate a video from a text prompt (v6 ``text2video`` or v7 ``text-to-video``).
 
     :param prompt: what to generate (templated; must not be empty).
-    :param model_id: the model (templated); v6 falls back to ``wan2.2`` when omitted or unknown,
-        v7 video-fusion endpoints require it.
+    :param api_version: ``v6`` (default: ``text2video``) or ``v7`` (``text-to-video``, the
+        video-fusion models: Veo 3.1, Kling, Seedance, Wan 2.5/2.6, Sora-2, Hailuo...).
+    :param endpoint: instead of ``api_version``: ``text2video``, ``text2video_ultra`` or
+        ``v7/text-to-video``.
+    :param model_id: the model (templated). v6 ``text2video`` sends ``wan2.2`` when omitted (the
+        documented default); v7 requires it and fails at once without it.
     :param negative_prompt: what to avoid (templated).
-    :param width, height, num_frames, fps, seed: common generation settings; sent only when set.
-    :param output_type: ``mp4`` by default, because the API's own default is ``gif``; None
-        leaves it out.
-    :param parameters: any other API parameters (templated), merged last, so they win over the
-        typed arguments.
-    :param endpoint: ``text2video`` (default), ``text2video_ultra`` or ``v7/text-to-video``.
+    :param duration, aspect_ratio, resolution, generate_audio, init_audio, init_image: v7 model
+        fields (``init_image`` one URL or a list); each sent only when set. An int ``duration``
+        goes to v7 as a string, as the model pages send it.
+    :param width, height, num_frames, fps, seed: v6 generation settings; sent only when set.
+    :param output_type: v6 sends ``mp4`` unless given (the API's own default is ``gif``); None
+        leaves it out. v7 sends it only when given.
+    :param parameters: any other API parameters (templated), merged last, so they win.
 
     All other arguments are those of :class:`ModelsLabVideoOperator`. Use
     ``.partial(...).expand(prompt=[...])`` to generate one video per prompt.
     """
 
-    def __init__(self, *, prompt: str, endpoint: str = "text2video", **kwargs: Any) -> None:
-        super().__init__(prompt=prompt, endpoint=endpoint, **kwargs)
+    default_endpoints: ClassVar[dict[str, str]] = {"v6": "text2video", "v7": "text-to-video"}
+
+    def __init__(self, *, prompt: str, **kwargs: Any) -> None:
+        super().__init__(prompt=prompt, **kwargs)
 
     def build_payload(self) -> dict[str, Any]:
-        body = self._typed_payload(prompt=self.prompt)
-        prompt = body.get("prompt")
+        body = self._typed_payload(prompt=self.prompt, init_image=self.init_image or None)
+        prompt = body.get("prompt", self.prompt)
         if not isinstance(prompt, str) or not prompt.strip():
             raise AirflowFailException(
                 f"prompt must be a non-empty string, got {prompt!r}; if it comes from a template or "
@@ -783,31 +685,31 @@ class ModelsLabTextToVideoOperator(_TypedVideoOperator):
 
 
 class ModelsLabImageToVideoOperator(_TypedVideoOperator):
-    """Animate an image (``img2video`` by default).
+    """Animate an image (v6 ``img2video`` or v7 ``image-to-video``).
 
-    :param init_image: the image URL (templated; required). v7 models that take several images
-        accept a list of URLs.
+    :param init_image: the image URL (templated; required); v7 models that take several images
+        (e.g. Kling multi-image, Veo 3.1 reference images) accept a list of URLs.
     :param prompt: optional guidance (templated; required by ``img2video_ultra``).
-    :param model_id, negative_prompt, width, height, num_frames, fps, seed, output_type,
-        parameters: as on :class:`ModelsLabTextToVideoOperator`.
-    :param endpoint: ``img2video`` (default), ``img2video_ultra`` or ``v7/image-to-video``.
+    :param api_version: ``v6`` (default: ``img2video``) or ``v7`` (``image-to-video``).
+    :param endpoint: instead of ``api_version``: ``img2video``, ``img2video_ultra`` or
+        ``v7/image-to-video``.
+    :param model_id, negative_prompt, duration, aspect_ratio, resolution, generate_audio,
+        init_audio, width, height, num_frames, fps, seed, output_type, parameters: as on
+        :class:`ModelsLabTextToVideoOperator`.
     """
 
-    template_fields: Sequence[str] = (*_TypedVideoOperator.template_fields, "init_image")
+    default_endpoints: ClassVar[dict[str, str]] = {"v6": "img2video", "v7": "image-to-video"}
 
-    def __init__(self, *, init_image: str | list[str], endpoint: str = "img2video", **kwargs: Any) -> None:
-        super().__init__(endpoint=endpoint, **kwargs)
-        self.init_image = init_image
+    def __init__(self, *, init_image: str | list[str], **kwargs: Any) -> None:
+        super().__init__(init_image=init_image, **kwargs)
 
     def build_payload(self) -> dict[str, Any]:
-        body = self._typed_payload(init_image=self.init_image, prompt=self.prompt or None)
-        image = body.get("init_image")
-        images = image if isinstance(image, list) else [image]
-        if not images or not all(isinstance(i, str) and i.strip() for i in images):
+        image = self.init_image
+        if not image_urls(image):
             raise AirflowFailException(
                 f"init_image must be an image URL (or a non-empty list of URLs), got {image!r}"
             )
-        return body
+        return self._typed_payload(init_image=image, prompt=self.prompt or None)
 
 
 __all__ = [

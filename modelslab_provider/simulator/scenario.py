@@ -16,6 +16,8 @@ MARKER_RE = re.compile(r"\[sim:([^\]]*)\]")
 OUTCOMES = frozenset({"success", "failed", "error", "cancelled", "expired", "never"})
 RUNNING_STATUSES = frozenset({"processing", "queued", "pending", "starting"})
 HTML_FAULTS = frozenset({"500", "502", "503", "504", "520", "522", "524"})
+#: ``502_after`` etc.: the job is queued (and billed), then a gateway answers the 5xx HTML page
+QUEUED_HTML_FAULTS = frozenset(f"{code}_after" for code in HTML_FAULTS)
 FAULT_KINDS = HTML_FAULTS | frozenset(
     {
         "empty",
@@ -152,7 +154,7 @@ def build_scenario(pairs: dict[str, str]) -> Scenario:
                 raise MarkerError(f"unknown running_status: {value}")
             sc.running_status = value
         elif name in ("fault", "submit_fault"):
-            if value not in FAULT_KINDS:
+            if value not in FAULT_KINDS | QUEUED_HTML_FAULTS:
                 raise MarkerError(f"unknown fault kind: {value}")
             setattr(sc, name, value)
         elif name == "fault_on":

@@ -13,6 +13,7 @@ import hmac
 import json
 import math
 import random
+import re
 import time
 import uuid
 from collections import Counter, deque
@@ -60,8 +61,25 @@ V7_MODELS = frozenset(
         "sora-2-pro",
         "ltx-2.3",
         "lipsync-2",
+        # ids as the model pages' examples spell them (https://modelslab.com/models/google/Veo-3.1-fast/api,
+        # .../google/veo3-fast/api, .../klingai/Kling%20V1.6%20Multi%20Image%20To%20Video/api,
+        # .../klingai/Kling-V2-5-Turbo-image-to-video/api)
+        "veo-3.1-fast",
+        "veo-3.0-fast-generate",
+        "kling-v1-6",
+        "kling-v2-1-master-i2v",
+        "Kling-V2-5-Turbo-i2v",
     }
 )
+#: allowed ``duration`` values by model family, from the model pages: Veo "4, 6, or 8"
+#: (Veo-3.1-fast page), Kling "5,10" (Kling V1.6 multi-image and V2.5 Turbo pages)
+V7_DURATIONS = {"veo": frozenset({4, 6, 8}), "kling": frozenset({5, 10})}
+#: Veo pages: "16:9 is wide, 9:16 for Vertical"; the Kling multi-image page adds 1:1
+V7_ASPECT_RATIOS = {"veo": frozenset({"16:9", "9:16"}), "kling": frozenset({"16:9", "9:16", "1:1"})}
+ANY_ASPECT_RATIO = frozenset({"16:9", "9:16", "1:1", "4:3", "3:4"})
+#: the Kling multi-image page sends up to four reference images in ``init_image``
+V7_MAX_IMAGES = 4
+_RESOLUTION_RE = re.compile(r"^(\d{3,4}[pP]?|4[kK])$")
 
 SUBMIT_TIP = "Your video is processing in background, you can get this video using fetch API"
 FETCH_TIP = "Get 20x faster video generation using enterprise plan."
@@ -372,6 +390,12 @@ class SimState:
             return Reply(drop=True)
         if kind == "drop_after":
             return Reply(drop=True, job_id=resume().job_id)
+        if kind.endswith("_after") and kind.removesuffix("_after").isdigit():
+            # the origin queued the job; the gateway in front of it still answers a 5xx page
+            job_id = resume().job_id
+            reply = self.fault_reply(kind.removesuffix("_after"), sc, resume)
+            reply.job_id = job_id
+            return reply
         if kind == "429":
             return error_reply(
                 f"Too many requests. Please retry after {wait} seconds.", 429, sc.messege, retry_after=wait
@@ -452,12 +476,56 @@ class SimState:
                 return "model_id is required"
             if not isinstance(model, str) or not (model in V7_MODELS or model.startswith("sim-")):
                 return f"Model not found: {model}"
+            invalid = SimState._validate_v7_fields(model, body)
+            if invalid:
+                return invalid
         for name in REQUIRED_FIELDS.get((version, endpoint), ()):
             value = body.get(name)
             if isinstance(value, str):
                 value = value.strip()
             if not value:
                 return f"{name} is required"
+        return None
+
+    @staticmethod
+    def _validate_v7_fields(model: str, body: dict[str, Any]) -> str | None:
+        """The v7 video-fusion fields the model pages document, checked as those pages describe them."""
+        family = next((f for f in V7_DURATIONS if model.lower().startswith(f)), None)
+        duration = body.get("duration")
+        if duration is not None:
+            text = (
+                str(duration).strip()
+                if isinstance(duration, str | int) and not isinstance(duration, bool)
+                else ""
+            )
+            if not text.isdigit() or int(text) <= 0:
+                return f"The duration field must be a whole number of seconds, got {duration!r}"
+            allowed = V7_DURATIONS.get(family or "")
+            if allowed and int(text) not in allowed:
+                return f"duration must be one of {', '.join(map(str, sorted(allowed)))} for {model}"
+        ratio = body.get("aspect_ratio")
+        if ratio is not None:
+            allowed_ratios = V7_ASPECT_RATIOS.get(
+                family or "", frozenset({"16:9", "9:16", "1:1", "4:3", "3:4"})
+            )
+            if ratio not in allowed_ratios:
+                return f"aspect_ratio must be one of {', '.join(sorted(allowed_ratios))} for {model}"
+        resolution = body.get("resolution")
+        if resolution is not None and not (isinstance(resolution, str) and _RESOLUTION_RE.match(resolution)):
+            return f"resolution must be a string such as 720p or 1080p, got {resolution!r}"
+        if "generate_audio" in body and not isinstance(body["generate_audio"], bool):
+            return "The generate_audio field must be true or false."
+        for name in ("init_audio", "negative_prompt"):
+            value = body.get(name)
+            if value is not None and not isinstance(value, str):
+                return f"The {name} field must be a string."
+        image = body.get("init_image")
+        if image is not None:
+            images = image if isinstance(image, list) else [image]
+            if not images or not all(isinstance(i, str) and i.strip() for i in images):
+                return "init_image must be an image URL or a list of image URLs"
+            if len(images) > V7_MAX_IMAGES:
+                return f"init_image accepts at most {V7_MAX_IMAGES} images"
         return None
 
     def _create(
@@ -554,7 +622,7 @@ class SimState:
             job.ready_at = now
         if sc.fault and job.polls in sc.fault_on:
             self.counters["faults"] += 1
-            kind = "drop" if sc.fault == "drop_after" else sc.fault
+            kind = sc.fault.removesuffix("_after")  # on a fetch there is nothing to queue
             return self.fault_reply(kind, sc, lambda: self._fetch_answer(job, version, base_url))
         return self._fetch_answer(job, version, base_url)
 

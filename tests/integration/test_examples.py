@@ -22,6 +22,8 @@ EXPECTED_DAG_IDS = {
     "example_modelslab_image_to_video_sensor": "example_image_to_video_sensor.py",
     "example_modelslab_batch_mapped": "example_batch_mapped.py",
     "example_modelslab_sensor_external_request": "example_sensor_external_request.py",
+    "example_modelslab_v7_text_to_video": "example_v7_text_to_video.py",
+    "example_modelslab_v7_image_list": "example_v7_image_list.py",
 }
 SAMPLE = resources.files("modelslab_provider.simulator").joinpath("data", "sample.mp4").read_bytes()
 
@@ -165,3 +167,56 @@ def test_external_request_without_an_id_is_refused(sim: Simulator, airflow_home:
     assert result.returncode != 0
     assert "Invalid input for param request_id" in result.output
     assert sim.stats()["fetches_unknown"] == unknown_before
+
+
+def _submitted_body(sim: Simulator, request_id: str, path: str) -> dict[str, Any]:
+    [entry] = [r for r in sim.requests() if r["path"] == path and str(r.get("job_id")) == request_id]
+    return dict(entry["body"])
+
+
+def test_v7_text_to_video(sim: Simulator, airflow_home: Path, tmp_path: Path) -> None:
+    dest = tmp_path / "v7"
+    dag_id = "example_modelslab_v7_text_to_video"
+    result = run_example(
+        airflow_home,
+        sim,
+        dag_id,
+        {"prompt": "a lighthouse [sim:duration=1 eta=1]", "duration": 6, "destination": f"file://{dest}/"},
+    )
+    result.assert_state("generate", "success")
+    result.assert_state("store", "success")
+    request_id = result.xcom("generate", "request_id")
+    assert result.xcom("generate", "api_version") == "v7"
+    body = _submitted_body(sim, request_id, "/api/v7/video-fusion/text-to-video")
+    track_id = result.xcom("generate", "track_id")
+    assert body == {
+        "prompt": "a lighthouse [sim:duration=1 eta=1]",
+        "model_id": "veo-3.1-fast",
+        "duration": "6",
+        "aspect_ratio": "16:9",
+        "generate_audio": True,
+        "track_id": track_id,
+    }
+    assert track_id.startswith("example_modelslab_v7_text_to_video.generate")
+    assert_stored(result.xcom("store"), dest, request_id)
+
+
+def test_v7_image_list(sim: Simulator, airflow_home: Path, tmp_path: Path) -> None:
+    dest = tmp_path / "multi"
+    dag_id = "example_modelslab_v7_image_list"
+    images = [f"https://images.example/look-{i}.png" for i in range(3)]
+    result = run_example(
+        airflow_home,
+        sim,
+        dag_id,
+        {"images": images, "prompt": "the look [sim:duration=1 eta=1]", "destination": f"file://{dest}/"},
+    )
+    for task_id in ("pick_images", "generate", "store"):
+        result.assert_state(task_id, "success")
+    request_id = result.xcom("generate", "request_id")
+    body = _submitted_body(sim, request_id, "/api/v7/video-fusion/image-to-video")
+    assert body["init_image"] == images  # the upstream task's list, sent as a list
+    assert body["model_id"] == "kling-v1-6"
+    assert body["duration"] == "5"
+    assert "output_type" not in body
+    assert_stored(result.xcom("store"), dest, request_id)

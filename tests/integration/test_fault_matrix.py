@@ -214,6 +214,10 @@ def test_cell(matrix: dict[str, Run], dag_id: str, fault: str, column: str) -> N
         assert urls
         assert all(isinstance(u, str) and u.startswith(run.sim_url + "/") for u in urls), urls
 
+    if spec.on_submit:
+        _check_ambiguous_submit(run, dag_id, tid, log, context)
+        return
+
     # API calls: the job's fetches, one submit for operators, nothing after the terminal answer
     job = _job_id(run, fault, column)
     fetches = fetches_by_job(run.requests)[job]
@@ -227,6 +231,22 @@ def test_cell(matrix: dict[str, Run], dag_id: str, fault: str, column: str) -> N
         _check_restart(run, job, context)
     if spec.files is not None:
         _check_store(run, fault, column, urls)
+    assert CANARY_KEY not in log
+
+
+def _check_ambiguous_submit(run: Run, dag_id: str, tid: str, log: str, context: str) -> None:
+    """One submit, which queued a job the task never heard of; no fetch; the track_id named."""
+    [submit] = submits_with(run.requests, f"{dag_id}/{tid} ")
+    assert submit["status"] >= 500, submit
+    job = submit.get("job_id")
+    assert job is not None, f"the simulator queued no job for {tid}: {submit}"
+    assert fetches_by_job(run.requests)[job] == 0
+    assert run.result.xcom(tid, "request_id") is None
+    track_id = run.result.xcom(tid, "track_id")
+    assert isinstance(track_id, str), context
+    assert track_id
+    assert submit["body"]["track_id"] == track_id
+    assert f"track_id {track_id}" in log, context
     assert CANARY_KEY not in log
 
 

@@ -346,3 +346,23 @@ async def test_async_fetch_through_the_hook(monkeypatch: pytest.MonkeyPatch, sim
 async def test_async_missing_connection_names_it() -> None:
     with pytest.raises(Exception, match="AIRFLOW_CONN_MODELSLAB_ASYNC_NOWHERE"):
         await ModelsLabHook("modelslab_async_nowhere").aget_client_settings()
+
+
+def test_paid_submit_and_recheck_through_the_hook(monkeypatch: pytest.MonkeyPatch, sim: Simulator) -> None:
+    """The hook's paid submit records the request; a later try's recheck decides reuse or resubmit."""
+    set_json(monkeypatch, password=KEY, host=sim.url)
+    hook = ModelsLabHook(CONN_ID)
+    payload = {"prompt": "a hook dog [sim:polls=2 eta=1]"}
+    job, result = hook.submit_request("text2video", payload, track_id="d.t.r.m-1.t1")
+    assert job.request_id == result.request_id
+    assert job.track_id == "d.t.r.m-1.t1"
+    fingerprint = hook.request_fingerprint("text2video", payload)
+    assert job.fingerprint == fingerprint
+    stored = job.to_dict()
+    assert KEY not in str(stored)
+    assert hook.recheck_request(stored, fingerprint)[0] == "running"
+    assert hook.recheck_request(stored, fingerprint)[0] == "done"  # ready at the 2nd fetch
+    assert hook.recheck_request(stored, "0" * 32)[:2] == ("superseded", job)
+    unknown = {**stored, "request_id": "999999999", "fetch_url": None}
+    assert hook.recheck_request(unknown, fingerprint)[0] == "not_found"
+    assert hook.recheck_request({"request_id": 5}, fingerprint) == ("unusable", None, None)

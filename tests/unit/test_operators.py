@@ -271,15 +271,29 @@ def test_generic_operator_v7_and_image_operator(sim: Simulator) -> None:
     assert op.execute(ctx)
     assert ctx["ti"].xcom["api_version"] == "v7"
     body = next(r["body"] for r in sim.requests() if r["path"] == "/api/v7/video-fusion/text-to-video")
-    # passed through unchanged: no output_type added, unknown parameters kept
-    assert body == {"model_id": "veo-3", "prompt": "waves", "duration": "8", "odd_new_param": [1, 2]}
+    # passed through unchanged: no output_type added, unknown parameters kept (plus the try's track_id)
+    track_id = ctx["ti"].xcom["track_id"]
+    assert body == {
+        "model_id": "veo-3",
+        "prompt": "waves",
+        "duration": "8",
+        "odd_new_param": [1, 2],
+        "track_id": track_id,
+    }
 
     img = ModelsLabImageToVideoOperator(
         task_id="animate", init_image="https://example.com/a.png", parameters={"motion_bucket_id": 40}, **FAST
     )
-    assert img.execute(context())
+    img_ctx = context()
+    assert img.execute(img_ctx)
     body = next(r["body"] for r in sim.requests() if r["path"] == "/api/v6/video/img2video")
-    assert body == {"init_image": "https://example.com/a.png", "output_type": "mp4", "motion_bucket_id": 40}
+    assert body == {
+        "init_image": "https://example.com/a.png",
+        "output_type": "mp4",
+        "motion_bucket_id": 40,
+        "model_id": "wan2.2",  # issue 11.9: the documented default, sent when none is given
+        "track_id": img_ctx["ti"].xcom["track_id"],
+    }
 
 
 def test_parameters_win_over_typed_fields(sim: Simulator) -> None:
@@ -387,7 +401,11 @@ def test_ambiguous_submit_failure_is_never_repeated(fault: str, sim: Simulator) 
 
 def test_submit_failure_mapping() -> None:
     op = text_op()
-    retryable = op._submit_failure(ModelsLabTransientError("HTTP 503", status_code=503))
+    # issue 11: a 5xx may come after ModelsLab queued the job, so it is final, never "safe to retry"
+    ambiguous = op._submit_failure(ModelsLabTransientError("HTTP 503", ambiguous=True, status_code=503))
+    assert isinstance(ambiguous, AirflowFailException)
+    assert "never paid for twice" in str(ambiguous)
+    retryable = op._submit_failure(ModelsLabTransientError("connection refused"))
     assert type(retryable) is AirflowException
     assert "Nothing was submitted" in str(retryable)
     assert isinstance(
@@ -679,3 +697,175 @@ def test_only_http_proxy_links_reach_xcom() -> None:
     }
     assert text_op().execute_complete(ctx, event) == ["https://cdn.example/v.mp4"]
     assert ctx["ti"].xcom["proxy_links"] == ["https://proxy.example/v.mp4"]
+
+
+# --------------------------------------------------------------------------- issue 11: paying once, track_id
+
+
+class RunTI(FakeTI):
+    """A TI with the identity the task runner gives it (for the track_id)."""
+
+    dag_id = "daily_videos"
+    run_id = "manual__2026-11-30T10:00:00+00:00"
+    task_id = "generate"
+    map_index = 2
+    try_number = 1
+
+
+@pytest.mark.parametrize("fault", ["502_after", "500_after", "503_after", "504_after", "520_after", "524"])
+@pytest.mark.parametrize("deferrable", [False, True])
+def test_gateway_5xx_after_queueing_fails_at_once_naming_the_track_id(
+    fault: str, deferrable: bool, sim: Simulator, capsys: pytest.CaptureFixture
+) -> None:
+    ctx = {"ti": RunTI(), "task_state_store": FakeStore()}
+    with pytest.raises(AirflowFailException) as exc:
+        text_op(f"a cat [sim:submit_fault={fault}]", deferrable=deferrable).execute(ctx)
+    track_id = ctx["ti"].xcom["track_id"]
+    assert track_id.startswith("daily_videos.generate-")
+    assert f"track_id {track_id}" in str(exc.value)
+    assert "never paid for twice" in str(exc.value)
+    assert submits(sim) == 1
+    assert f"track_id {track_id}" in capsys.readouterr().out
+    body = next(r["body"] for r in sim.requests() if r["path"] == "/api/v6/video/text2video")
+    assert body["track_id"] == track_id
+
+
+def test_opting_in_resubmits_an_ambiguous_submit(sim: Simulator, monkeypatch: pytest.MonkeyPatch) -> None:
+    conn = {"conn_type": "modelslab", "password": KEY, "host": sim.url, "extra": {"max_retries": 2}}
+    monkeypatch.setenv("AIRFLOW_CONN_MODELSLAB_DEFAULT", json.dumps(conn))
+    op = text_op("a cat [sim:submit_fault=502_after]", resubmit_on_ambiguous_failure=True)
+    assert op.execute(context())
+    assert submits(sim) == 2
+    assert sim.stats()["jobs_created"] == 2
+
+
+def test_track_id_is_pushed_sent_and_differs_per_try(sim: Simulator) -> None:
+    first = {"ti": RunTI(), "task_state_store": FakeStore()}
+    text_op(wait_for_completion=False, durable=False).execute(first)
+    second_ti = RunTI()
+    second_ti.try_number = 2
+    second = {"ti": second_ti, "task_state_store": FakeStore()}
+    text_op(wait_for_completion=False, durable=False).execute(second)
+    ids = [first["ti"].xcom["track_id"], second["ti"].xcom["track_id"]]
+    assert ids[0] != ids[1]
+    sent = [r["body"]["track_id"] for r in sim.requests() if r["path"] == "/api/v6/video/text2video"]
+    assert sent == ids
+    # the id is out before the request id
+    assert first["ti"].order.index("track_id") < first["ti"].order.index("request_id")
+    # a track_id of the user's own is kept
+    own = context()
+    text_op(parameters={"track_id": "campaign-7"}, wait_for_completion=False).execute(own)
+    assert own["ti"].xcom["track_id"] == "campaign-7"
+
+
+@needs_store
+def test_a_request_stored_against_another_server_is_not_reused(sim: Simulator) -> None:
+    job = client(sim).submit("text2video", {"prompt": "a cat"})
+    op = text_op()
+    op._prepare()
+    # the same endpoint and payload, fingerprinted against another origin (e.g. production)
+    from modelslab_provider.client.submit import request_fingerprint
+
+    elsewhere = request_fingerprint("https://modelslab.com", "text2video", op._body)
+    assert elsewhere != op._fingerprint
+    ctx = context(stored_job(job.request_id, op, fingerprint=elsewhere))
+    assert op.execute(ctx)
+    assert ctx["ti"].xcom["request_id"] != job.request_id
+    assert submits(sim) == 2
+    stored = ctx["task_state_store"].data[STATE_KEY]
+    assert stored["fingerprint"] == op._fingerprint
+    assert stored["track_id"] == ctx["ti"].xcom["track_id"]
+
+
+# ------------------------------------------------------------------ issue 11.9 / 13.2: models and v7 fields
+
+
+def sent_body(sim: Simulator, path: str) -> dict[str, Any]:
+    return dict(next(r["body"] for r in sim.requests() if r["path"] == path))
+
+
+def test_v6_typed_operators_send_the_documented_default_model(sim: Simulator) -> None:
+    text_op(wait_for_completion=False).execute(context())
+    assert sent_body(sim, "/api/v6/video/text2video")["model_id"] == "wan2.2"
+    ModelsLabImageToVideoOperator(
+        task_id="i", init_image="https://example.com/a.png", wait_for_completion=False
+    ).execute(context())
+    assert sent_body(sim, "/api/v6/video/img2video")["model_id"] == "wan2.2"
+
+
+@pytest.mark.parametrize("api", [{"api_version": "v7"}, {"endpoint": "v7/text-to-video"}])
+def test_a_v7_call_without_model_id_fails_before_any_request(api: dict[str, str], sim: Simulator) -> None:
+    with pytest.raises(AirflowFailException, match="model_id is required"):
+        text_op(**api).execute(context())
+    with pytest.raises(AirflowFailException, match="model_id is required"):
+        ModelsLabVideoOperator(
+            task_id="g", endpoint="v7/image-to-video", payload={"init_image": "u"}
+        ).execute(context())
+    assert sim.requests() == []
+
+
+def test_v7_text_fields_are_sent_only_when_set_and_v6_fields_stay_out(sim: Simulator) -> None:
+    ctx = context()
+    op = text_op(
+        "waves at dusk",
+        api_version="v7",
+        model_id="veo-3.1",
+        duration=8,
+        aspect_ratio="16:9",
+        resolution="1080p",
+        generate_audio=True,
+        negative_prompt="blur",
+        wait_for_completion=False,
+    )
+    assert op.endpoint == "text-to-video"
+    op.execute(ctx)
+    body = sent_body(sim, "/api/v7/video-fusion/text-to-video")
+    assert body == {
+        "prompt": "waves at dusk",
+        "model_id": "veo-3.1",
+        "duration": "8",
+        "aspect_ratio": "16:9",
+        "resolution": "1080p",
+        "generate_audio": True,
+        "negative_prompt": "blur",
+        "track_id": ctx["ti"].xcom["track_id"],
+    }
+    assert ctx["ti"].xcom["api_version"] == "v7"
+    # v6-only fields go to v7 only when passed
+    explicit = text_op("x", api_version="v7", model_id="veo-3.1", output_type="mp4", fps=24).build_payload()
+    assert explicit["output_type"] == "mp4"
+    assert explicit["fps"] == 24
+    # and the v6 default stays as it was
+    assert text_op("x").build_payload()["output_type"] == "mp4"
+
+
+def test_v7_image_operator_accepts_an_image_list_and_audio(sim: Simulator) -> None:
+    images = ["https://example.com/first.png", "https://example.com/last.png"]
+    op = ModelsLabImageToVideoOperator(
+        task_id="animate",
+        api_version="v7",
+        model_id="kling-v2.1",
+        init_image=images,
+        init_audio="https://example.com/voice.mp3",
+        prompt="a slow pan",
+        duration="5",
+        **FAST,
+    )
+    assert op.endpoint == "image-to-video"
+    assert op.execute(context())
+    body = sent_body(sim, "/api/v7/video-fusion/image-to-video")
+    assert body["init_image"] == images
+    assert body["init_audio"] == "https://example.com/voice.mp3"
+    assert body["duration"] == "5"
+    assert "output_type" not in body
+    assert "num_frames" not in body
+
+
+def test_api_version_and_endpoint_must_agree() -> None:
+    with pytest.raises(ValueError, match="api_version must be one of"):
+        text_op(api_version="v8")
+    with pytest.raises(AirflowFailException, match="give one of them only"):
+        text_op(api_version="v7", endpoint="text2video", model_id="m").build_payload()
+    with pytest.raises(AirflowFailException, match="init_image must be"):
+        text_op(api_version="v7", model_id="m", init_image=["ok", ""]).build_payload()
+    assert {"init_image", "init_audio"} <= set(ModelsLabTextToVideoOperator.template_fields)

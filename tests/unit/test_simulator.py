@@ -242,6 +242,86 @@ def test_every_endpoint_accepts(sim: Simulator, path: str, body: dict[str, Any])
     assert resp["fetch_result"] == f"{sim.url}{version_prefix}/fetch/{resp['id']}"
 
 
+V7_I2V = "/api/v7/video-fusion/image-to-video"
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "message"),
+    [
+        (
+            V7_T2V,
+            {"model_id": "veo-3.1-fast", "duration": "5"},
+            "duration must be one of 4, 6, 8 for veo-3.1-fast",
+        ),
+        (V7_I2V, {"model_id": "kling-v1-6", "duration": 8}, "duration must be one of 5, 10 for kling-v1-6"),
+        (V7_T2V, {"model_id": "sora-2", "duration": "eight"}, "The duration field must be a whole number"),
+        (V7_T2V, {"model_id": "veo-3.1", "aspect_ratio": "1:1"}, "aspect_ratio must be one of 16:9, 9:16"),
+        (V7_T2V, {"model_id": "veo-3.1", "resolution": 1080}, "resolution must be a string such as 720p"),
+        (
+            V7_T2V,
+            {"model_id": "veo-3.1", "generate_audio": "yes"},
+            "generate_audio field must be true or false",
+        ),
+        (V7_T2V, {"model_id": "veo-3.1", "init_audio": ["a"]}, "The init_audio field must be a string"),
+        (V7_I2V, {"model_id": "kling-v1-6", "init_image": ["u", ""]}, "init_image must be an image URL"),
+        (V7_I2V, {"model_id": "kling-v1-6", "init_image": ["u"] * 5}, "init_image accepts at most 4 images"),
+    ],
+)
+def test_v7_model_fields_are_validated_as_the_model_pages_document(
+    sim: Simulator, path: str, body: dict[str, Any], message: str
+) -> None:
+    full = {"key": KEY, "prompt": "x", "init_image": "http://x/a.png", **body}
+    resp = post(sim, path, full).json()
+    assert resp["status"] == "error"
+    assert message in resp["message"]
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        # the examples of https://modelslab.com/models/google/Veo-3.1-fast/api and
+        # https://modelslab.com/models/klingai/Kling%20V1.6%20Multi%20Image%20To%20Video/api
+        (
+            V7_T2V,
+            {
+                "prompt": "x",
+                "aspect_ratio": "16:9",
+                "model_id": "veo-3.1-fast",
+                "duration": "8",
+                "generate_audio": True,
+                "negative_prompt": None,
+                "enhance_prompt": True,
+            },
+        ),
+        (
+            V7_I2V,
+            {
+                "init_image": ["http://x/1.jpg", "http://x/2.jpg", "http://x/3.jpg", "http://x/4.jpg"],
+                "prompt": "x",
+                "model_id": "kling-v1-6",
+                "duration": "10",
+                "aspect_ratio": "16:9",
+            },
+        ),
+        (V7_T2V, {"prompt": "x", "model_id": "veo-3.1", "duration": 6, "resolution": "1080p"}),
+        (V7_I2V, {"init_image": "http://x/a.png", "model_id": "wan2.6", "init_audio": "http://x/a.mp3"}),
+    ],
+)
+def test_v7_model_page_examples_are_accepted(sim: Simulator, path: str, body: dict[str, Any]) -> None:
+    assert post(sim, path, {"key": KEY, **body}).json()["status"] == "processing"
+
+
+def test_a_queued_submit_can_still_answer_a_gateway_5xx(sim: Simulator) -> None:
+    resp = post(sim, T2V, {"key": KEY, "prompt": "x [sim:submit_fault=502_after]", "model_id": "wan2.2"})
+    assert resp.status_code == 502
+    assert "<html>" in resp.text
+    assert sim.stats()["jobs_created"] == 1  # queued (and billed) although the answer was a 502
+    [entry] = [r for r in sim.requests() if r["path"] == T2V]
+    assert entry["job_id"] is not None
+    again = post(sim, T2V, {"key": KEY, "prompt": "x [sim:submit_fault=502_after]", "model_id": "wan2.2"})
+    assert again.status_code == 200  # submit_fault_times=1: the fault fires once per marker
+
+
 def test_bad_marker_and_bad_json(sim: Simulator) -> None:
     resp = post(sim, T2V, {"key": KEY, "prompt": "[sim:bogus=1]"})
     assert resp.status_code == 400

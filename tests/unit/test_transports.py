@@ -223,7 +223,7 @@ def test_read_timeout_on_fetch_is_retried(sim: Simulator, sleeps: Sleeps) -> Non
     assert sleeps
 
 
-@pytest.mark.parametrize("fault", ["drop", "slow", "524", "empty", "truncated"])
+@pytest.mark.parametrize("fault", ["drop", "slow", "524", "empty", "truncated", "500", "502", "503", "520"])
 def test_ambiguous_submit_failure_is_not_repeated(sim: Simulator, sleeps: Sleeps, fault: str) -> None:
     """A paid submit that may have reached ModelsLab is never sent twice (no double billing)."""
     client = ModelsLabClient(settings(sim.url, timeout=0.5), retry=FAST, sleep=sleeps)
@@ -235,7 +235,7 @@ def test_ambiguous_submit_failure_is_not_repeated(sim: Simulator, sleeps: Sleeps
     assert sleeps == []
 
 
-@pytest.mark.parametrize("fault", ["429", "429bare", "ratelimit200", "502", "503"])
+@pytest.mark.parametrize("fault", ["429", "429bare", "ratelimit200"])
 def test_rejected_submit_is_retried_then_accepted(
     sim: Simulator, client: ModelsLabClient, fault: str
 ) -> None:
@@ -300,7 +300,7 @@ async def test_async_timeout_is_retried(sim: Simulator) -> None:
     assert polls(sim, submitted.request_id) >= 2
 
 
-@pytest.mark.parametrize("fault", ["drop", "slow"])
+@pytest.mark.parametrize("fault", ["drop", "slow", "502", "503"])
 async def test_async_ambiguous_submit_failure_is_not_repeated(sim: Simulator, fault: str) -> None:
     aclient = AsyncModelsLabClient(settings(sim.url, timeout=0.5), retry=FAST)
     payload = prompt(f"submit_fault={fault} slow_s=1")

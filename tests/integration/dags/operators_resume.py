@@ -41,14 +41,14 @@ class DiesOnce(ModelsLabTextToVideoOperator):
         assert self._job is not None
         if self.job_fails_meanwhile:
             base = self.hook.client.settings.base_url
-            self.hook.client.session.post(f"{base}/_sim/jobs/{self._job['request_id']}/fail", timeout=5)
-        raise RuntimeError(f"simulated worker death ({where}) for request {self._job['request_id']}")
+            self.hook.client.session.post(f"{base}/_sim/jobs/{self._job.request_id}/fail", timeout=5)
+        raise RuntimeError(f"simulated worker death ({where}) for request {self._job.request_id}")
 
     def _log_progress(self, tracker: Any, result: Any, error: Any) -> None:
         super()._log_progress(tracker, result, error)
         self._die("poll")
 
-    def _defer_wait(self, job: dict[str, Any]) -> Any:
+    def _defer_wait(self, job: Any) -> Any:
         self._die("defer")
         return super()._defer_wait(job)
 

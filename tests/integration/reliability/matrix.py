@@ -49,6 +49,7 @@ COLUMNS = (
 COLUMN_KEYS = tuple(c.key for c in COLUMNS)
 COLUMN = {c.key: c for c in COLUMNS}
 DEFERRED = tuple(c.key for c in COLUMNS if c.deferred)
+OPERATORS = tuple(c.key for c in COLUMNS if c.kind == "operator")
 
 #: how a row is run: in one ``airflow dags test`` per column, against a simulator process the
 #: test stops and restarts, or under a real scheduler + triggerer whose triggerer is restarted
@@ -76,6 +77,9 @@ class Fault:
     #: per-column replacement of ``message`` (log wording differs between sensor and operator)
     message_by_column: dict[str, str | tuple[str, ...]] = field(default_factory=dict)
     note: str = ""
+    #: the fault hits the paid submit: the task never learns the id of the job the simulator
+    #: created, so the test finds it in the simulator's request log (and pushes no request_id)
+    on_submit: bool = False
 
     def message_for(self, column: str) -> tuple[str, ...]:
         msg = self.message_by_column.get(column, self.message)
@@ -152,6 +156,20 @@ FAULTS: tuple[Fault, ...] = (
         4,
         "unknown status 'weird_state'",
         note="logged, treated as running",
+    ),
+    Fault(
+        "submit_5xx_queued",
+        "Submit queued, then the gateway answers HTTP 502 (HTML)",
+        # every submit with this marker faults (the operator columns share one simulator and one
+        # marker, and a per-marker count would spare the second cell); a resubmit would fault too
+        "polls=2 eta=1 submit_fault=502_after submit_fault_times=1000",
+        "failed",
+        0,
+        "never paid for twice",
+        columns=OPERATORS,
+        on_submit=True,
+        note="the job exists (and is billed) but its id never arrives: exactly 1 submit, no resubmit, "
+        "no fetch; the message names the try's `track_id` (XCom `track_id`)",
     ),
     Fault(
         "error",
