@@ -155,6 +155,8 @@ class WaitTracker:
     polls: int = 0
     empty_success_polls: int = 0
     transient_errors: int = 0
+    #: which limit set ``deadline`` (e.g. "execution_timeout of 20 s"), named in the timeout error
+    limit: str | None = None
 
     def on_result(self, result: VideoResult, now: float, jitter: float = 0.0) -> Decision:
         self.polls += 1
@@ -202,6 +204,24 @@ class WaitTracker:
             return Decision(Action.FAIL, error=error)
         raise error
 
+    def describe(self, result: VideoResult, now: float, next_delay: float | None = None) -> tuple[Any, ...]:
+        """A log call's arguments (format, *args) for a running result: one wording for every wait."""
+        if result.awaiting_links:
+            state = "status success but no output URL yet (%d of %d empty successes allowed)"
+            args: tuple[Any, ...] = (self.empty_success_polls, self.poll.max_empty_success_polls)
+        elif result.unknown_status:
+            state, args = "unknown status %r, treated as running", (result.raw_status,)
+        else:
+            state, args = "status %s", (result.raw_status,)
+        elapsed = now - self.started_at
+        eta = "unknown" if self.eta is None else f"{max(self.eta - elapsed, 0):.0f} s left"
+        text = "ModelsLab request %s: " + state + ", ETA %s, poll %d, %.0f s elapsed"
+        args = (self.request_id, *args, eta, self.polls, elapsed)
+        if next_delay is not None:
+            text += "; next poll in %.1f s"
+            args = (*args, next_delay)
+        return (text, *args)
+
     def first_delay(self, now: float, jitter: float = 0.0) -> float:
         """How long to wait before the first poll after submission (``jitter`` as in ``next_delay``)."""
         return self.poll.next_delay(
@@ -212,9 +232,10 @@ class WaitTracker:
         return self.deadline is not None and now >= self.deadline
 
     def timeout_error(self, now: float) -> ModelsLabTimeoutError:
+        hit = f" when the task's {self.limit} ran out" if self.limit else ""
         return ModelsLabTimeoutError(
             f"ModelsLab request {self.request_id} was not ready after {now - self.started_at:.0f} s "
-            f"({self.polls} polls); the job may still finish: its id is {self.request_id}.",
+            f"({self.polls} polls){hit}; the job may still finish: its id is {self.request_id}.",
             request_id=self.request_id,
         )
 

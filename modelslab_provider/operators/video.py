@@ -75,7 +75,6 @@ from airflow.providers.common.compat.sdk import (
 
 from modelslab_provider.client.core import SECRET_FIELDS, Status, VideoResult, http_urls, resolve_endpoint
 from modelslab_provider.client.errors import (
-    ModelsLabAuthError,
     ModelsLabError,
     ModelsLabJobFailedError,
     ModelsLabNotFoundError,
@@ -84,6 +83,7 @@ from modelslab_provider.client.errors import (
     ModelsLabTransientError,
 )
 from modelslab_provider.client.policy import PollPolicy, RetryPolicy, WaitTracker
+from modelslab_provider.events import compact_meta, failure, urls_from_event, wait_deadline
 from modelslab_provider.hooks.modelslab import ModelsLabHook
 from modelslab_provider.version_compat import AIRFLOW_V_3_3_PLUS
 
@@ -105,9 +105,6 @@ XCOM_META = "meta"
 
 #: ``task_state_store`` key of the submitted request; renaming it breaks in-flight retries
 STATE_KEY = "modelslab_request"
-
-#: strings in the echoed ``meta`` longer than this (e.g. a base64 ``init_image``) are shortened
-META_MAX_STRING = 2000
 
 
 class ModelsLabVideoLink(BaseOperatorLink):
@@ -140,17 +137,6 @@ def _seconds(value: float | timedelta, name: str) -> float:
     if isinstance(seconds, bool) or not isinstance(seconds, int | float) or not seconds > 0:
         raise ValueError(f"{name} must be a positive number of seconds or a timedelta, got {value!r}")
     return float(seconds)
-
-
-def _compact(value: Any) -> Any:
-    """``meta`` for XCom: no secrets (already stripped by the client) and no huge strings."""
-    if isinstance(value, Mapping):
-        return {str(k): _compact(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_compact(v) for v in value]
-    if isinstance(value, str) and len(value) > META_MAX_STRING:
-        return f"{value[:200]}... ({len(value)} characters, shortened)"
-    return value
 
 
 def _job_record(value: Any) -> dict[str, Any] | None:
@@ -316,8 +302,6 @@ class ModelsLabVideoOperator(ResumableJobMixin, BaseOperator):
             raise AirflowException(
                 self._timeout_message(str(event.get("message") or ""), str(event.get("request_id")))
             )
-        from modelslab_provider.triggers.video import urls_from_event
-
         urls = urls_from_event(event, conn_id=self.modelslab_conn_id)
         details = event.get("details") if isinstance(event.get("details"), Mapping) else {}
         return self._publish_result(context, urls, details)
@@ -406,7 +390,7 @@ class ModelsLabVideoOperator(ResumableJobMixin, BaseOperator):
             return None
         done = self._known if self._known is not None and self._known.status is Status.DONE else None
         if done is None and self.deferrable:
-            self._defer_wait(job)
+            self._defer_wait(job, context)
         result = done or self._wait(job)
         self._urls = self._publish_result(context, list(result.urls), result.details())
         return self._urls
@@ -537,21 +521,28 @@ class ModelsLabVideoOperator(ResumableJobMixin, BaseOperator):
 
     def _failure(self, exc: ModelsLabError) -> Exception:
         """Errors a retry cannot fix: bad key, refused request, unknown request, wrong settings."""
-        if isinstance(exc, ModelsLabAuthError):
-            return AirflowFailException(f"{exc} Check the API key of connection {self.modelslab_conn_id!r}.")
-        return AirflowFailException(str(exc))
+        return failure(exc, self.modelslab_conn_id)
 
     # ------------------------------------------------------------------ wait
 
-    def _defer_wait(self, job: dict[str, Any]) -> NoReturn:
+    def _defer_wait(self, job: dict[str, Any], context: Context) -> NoReturn:
         # imported here: the trigger module pulls in airflow.triggers.base, which DAG parsing
         # does not need (benchmarks/parse_cost.py)
         from modelslab_provider.triggers.video import VideoFetchTrigger
 
+        # Airflow 3 does not apply execution_timeout while deferred: the trigger does
+        deadline, limit = wait_deadline(
+            self._deadline,
+            self.timeout,
+            self.execution_timeout,
+            getattr(context.get("ti"), "start_date", None),
+            time.time(),
+        )
         self.log.info(
-            "Deferring: the triggerer waits for ModelsLab request %s until %s",
+            "Deferring: the triggerer waits for ModelsLab request %s until %s (%s)",
             job["request_id"],
-            datetime.fromtimestamp(self._deadline, UTC).isoformat(timespec="seconds"),
+            datetime.fromtimestamp(deadline, UTC).isoformat(timespec="seconds"),
+            limit,
         )
         self.defer(
             trigger=VideoFetchTrigger(
@@ -561,8 +552,9 @@ class ModelsLabVideoOperator(ResumableJobMixin, BaseOperator):
                 fetch_url=job["fetch_url"],
                 started_at=job["submitted_at"],
                 eta=job["eta"],
-                deadline=self._deadline,
+                deadline=deadline,
                 poll_policy=self._poll_policy().to_dict(),
+                limit=limit,
             ),
             method_name="execute_complete",
             # the deadline lives in the trigger: it reports a timeout event instead of vanishing
@@ -577,7 +569,7 @@ class ModelsLabVideoOperator(ResumableJobMixin, BaseOperator):
             max(self._deadline - time.time(), 0),
         )
         try:
-            return self.hook.client.wait(
+            return self.hook.wait(
                 rid,
                 api_version=job["api_version"],
                 fetch_url=job["fetch_url"],
@@ -586,6 +578,7 @@ class ModelsLabVideoOperator(ResumableJobMixin, BaseOperator):
                 deadline=self._deadline,
                 poll=self._poll_policy(),
                 on_progress=self._log_progress,
+                limit=f"timeout of {self.timeout:.0f} s",
             )
         except ModelsLabTimeoutError as exc:
             raise AirflowException(self._timeout_message(str(exc), rid)) from exc
@@ -597,7 +590,6 @@ class ModelsLabVideoOperator(ResumableJobMixin, BaseOperator):
     def _log_progress(
         self, tracker: WaitTracker, result: VideoResult | None, error: BaseException | None
     ) -> None:
-        elapsed = time.time() - tracker.started_at
         if error is not None:
             self.log.warning(
                 "ModelsLab request %s: poll %d failed (%s); still waiting",
@@ -606,21 +598,7 @@ class ModelsLabVideoOperator(ResumableJobMixin, BaseOperator):
                 error,
             )
         elif result is not None and not result.is_terminal:
-            if result.unknown_status:
-                self.log.warning(
-                    "ModelsLab request %s answered an unknown status %r; treating it as running",
-                    tracker.request_id,
-                    result.raw_status,
-                )
-            self.log.info(
-                "ModelsLab request %s: %s%s after %.0f s (poll %d, ETA %s)",
-                tracker.request_id,
-                result.raw_status,
-                " without output URLs yet" if result.awaiting_links else "",
-                elapsed,
-                tracker.polls,
-                "unknown" if tracker.eta is None else f"{max(tracker.eta - elapsed, 0):.0f} s left",
-            )
+            self.log.info(*tracker.describe(result, time.time()))
 
     def _timeout_message(self, message: str, request_id: str) -> str:
         if AIRFLOW_V_3_3_PLUS and getattr(self, "durable", False):
@@ -631,9 +609,8 @@ class ModelsLabVideoOperator(ResumableJobMixin, BaseOperator):
                 "billed request; set retries=0 to avoid that."
             )
         return (
-            f"{message or f'ModelsLab request {request_id} timed out.'} Gave up after the task's "
-            f"timeout of {self.timeout:.0f} s. ModelsLab has no cancel API, so the job may still "
-            f"finish; {then}"
+            f"{message or f'ModelsLab request {request_id} timed out.'} ModelsLab has no cancel API, "
+            f"so the job may still finish; {then}"
         )
 
     # ------------------------------------------------------------------ XCom
@@ -661,7 +638,7 @@ class ModelsLabVideoOperator(ResumableJobMixin, BaseOperator):
             ti.xcom_push(key=XCOM_GENERATION_TIME, value=generation_time)
         meta = details.get("meta")
         if isinstance(meta, Mapping) and meta:
-            ti.xcom_push(key=XCOM_META, value=_compact(meta))
+            ti.xcom_push(key=XCOM_META, value=compact_meta(meta))
         self.log.info("ModelsLab video ready: %d output URL(s), first %s", len(urls), urls[0])
         return urls
 

@@ -303,6 +303,7 @@ def test_serialize_round_trips_exactly_with_json_only_kwargs() -> None:
         "eta",
         "deadline",
         "poll_policy",
+        "limit",
     }
 
 
