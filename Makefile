@@ -4,6 +4,7 @@
 #   make test-fast  unit tests only (no Airflow DB, no network)
 #   make lint       ruff (incl. logging-format rules), ruff format --check, mypy
 #   make bench      benchmarks/run.py
+#   make fuzz       the response fuzzing in its deep profile (>= 10,000 generated responses)
 # Variables: PYTHON (interpreter for new venvs), VENV, AIRFLOW_VERSION, PYTEST_ARGS.
 # .ci/run reuses the venv rule with VENV=.venv-airflow31 AIRFLOW_VERSION=3.1.x.
 
@@ -25,10 +26,10 @@ INSTALL_INPUTS := pyproject.toml $(wildcard setup.cfg)
 # empty selection can never pass silently. -rfEs lists failures, errors and skip reasons at the end.
 PYTEST := $(BIN)/python -m pytest -rfEs
 
-.PHONY: help venv demo test test-fast lint bench clean distclean
+.PHONY: help venv demo test test-fast lint bench fuzz clean distclean
 
 help:
-	@sed -n '2,8p' Makefile | sed 's/^# //'
+	@sed -n '2,9p' Makefile | sed 's/^# //'
 
 venv: $(STAMP)
 
@@ -54,6 +55,10 @@ test: lint
 # unit tests only: tests/unit minus anything marked integration (live Airflow components)
 test-fast: venv
 	$(PYTEST) -m "not integration" $(PYTEST_ARGS) tests/unit
+
+# HYPOTHESIS_PROFILE=deep multiplies the examples (tests/conftest.py fails the run under 10,000 responses)
+fuzz: venv
+	HYPOTHESIS_PROFILE=deep $(PYTEST) $(PYTEST_ARGS) tests/unit/test_fuzz_responses.py
 
 bench: venv
 	$(BIN)/python benchmarks/run.py

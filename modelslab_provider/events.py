@@ -93,13 +93,19 @@ def wait_deadline(
 
     Airflow 3 applies ``execution_timeout`` only around ``execute``, not while a task is
     deferred, so the trigger enforces the earlier of ``timeout`` and the try's start plus
-    ``execution_timeout`` (what Airflow 2 did for every deferred task).
+    ``execution_timeout`` (what Airflow 2 did for every deferred task). ``try_started`` is when
+    the try's first ``execute`` began (epoch seconds or a datetime; None means now).
     """
     limit = f"timeout of {_seconds(timeout) or 0:.0f} s"
     deadline = timeout_deadline
     budget = _seconds(execution_timeout)
     if budget is not None:
-        started = try_started.timestamp() if isinstance(try_started, datetime) else now
+        if isinstance(try_started, datetime):
+            started = try_started.timestamp()
+        elif isinstance(try_started, int | float) and not isinstance(try_started, bool):
+            started = float(try_started)
+        else:
+            started = now
         ends = min(started, now) + budget
         if ends < deadline:
             deadline, limit = ends, f"execution_timeout of {budget:.0f} s"

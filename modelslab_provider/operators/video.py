@@ -390,7 +390,7 @@ class ModelsLabVideoOperator(ResumableJobMixin, BaseOperator):
             return None
         done = self._known if self._known is not None and self._known.status is Status.DONE else None
         if done is None and self.deferrable:
-            self._defer_wait(job, context)
+            self._defer_wait(job)
         result = done or self._wait(job)
         self._urls = self._publish_result(context, list(result.urls), result.details())
         return self._urls
@@ -525,18 +525,15 @@ class ModelsLabVideoOperator(ResumableJobMixin, BaseOperator):
 
     # ------------------------------------------------------------------ wait
 
-    def _defer_wait(self, job: dict[str, Any], context: Context) -> NoReturn:
+    def _defer_wait(self, job: dict[str, Any]) -> NoReturn:
         # imported here: the trigger module pulls in airflow.triggers.base, which DAG parsing
         # does not need (benchmarks/parse_cost.py)
         from modelslab_provider.triggers.video import VideoFetchTrigger
 
-        # Airflow 3 does not apply execution_timeout while deferred: the trigger does
+        # Airflow 3 does not apply execution_timeout while deferred: the trigger does. The try's
+        # budget (``_deadline``) was counted from its first execute, so the same start serves both.
         deadline, limit = wait_deadline(
-            self._deadline,
-            self.timeout,
-            self.execution_timeout,
-            getattr(context.get("ti"), "start_date", None),
-            time.time(),
+            self._deadline, self.timeout, self.execution_timeout, self._deadline - self.timeout, time.time()
         )
         self.log.info(
             "Deferring: the triggerer waits for ModelsLab request %s until %s (%s)",

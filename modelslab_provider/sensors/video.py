@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections.abc import Mapping, Sequence
-from datetime import datetime, timedelta
+from datetime import timedelta
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
@@ -185,23 +185,17 @@ class VideoFetchSensor(BaseSensorOperator):
 
     def _tracker(self, request_id: str, store: Any, ti: Any) -> WaitTracker:
         saved = self._read_state(request_id, store, ti)
-        now = time.time()
-        started = float(saved.get("started_at", now))
-        try_start = getattr(ti, "start_date", None)
-        if store is None and isinstance(try_start, datetime):
-            started = min(started, try_start.timestamp())
-        # no fetch (retries included) may run past the sensor's limits
-        deadline, limit = wait_deadline(
-            started + self.timeout, self.timeout, self.execution_timeout, try_start, now
-        )
+        started = float(saved.get("started_at", time.time()))
+        # no fetch (retries included) runs past the sensor's timeout; Airflow's own checks between
+        # pokes (timeout, execution_timeout) then end the wait
         return WaitTracker(
             request_id=request_id,
             started_at=started,
-            deadline=deadline,
+            deadline=started + self.timeout,
             poll=PollPolicy(**self.poll_policy),
             polls=int(saved.get("polls", 0)),
             empty_success_polls=int(saved.get("empty_success_polls", 0)),
-            limit=limit,
+            limit=f"timeout of {self.timeout:.0f} s",
         )
 
     @staticmethod
@@ -246,7 +240,7 @@ class VideoFetchSensor(BaseSensorOperator):
     def execute(self, context: Context) -> Any:
         if not self.deferrable:
             return super().execute(context)
-        started = time.monotonic()
+        started, started_wall = time.monotonic(), time.time()
         try:
             done, tracker = self._poke_once(context)
         except AirflowFailException as exc:
@@ -261,7 +255,7 @@ class VideoFetchSensor(BaseSensorOperator):
             now + self.timeout - (time.monotonic() - started),
             self.timeout,
             self.execution_timeout,
-            getattr(context.get("ti"), "start_date", None),
+            started_wall,  # Airflow counts execution_timeout from execute, not from start_date
             now,
         )
         remaining = deadline - now
