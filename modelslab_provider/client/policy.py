@@ -52,16 +52,11 @@ class RetryPolicy:
 class PollPolicy:
     """When to fetch a running job next, from the time since submission and the API's ``eta``.
 
-    With an ETA, the first poll comes at ``eta_lead`` of it, then polls come every ``eta_step``
-    of the ETA (within [min_interval, interval]) until the job has run ``1 / (2 - 1 / eta_lead)``
-    of the ETA, and widen by ``growth`` of the overrun after that. The default lead of 0.8 is
-    tuned for ETAs up to 25 % off either way (first poll before the job can be done, pace held
-    until 4/3 of the ETA). Without an ETA, polls come every ``interval`` (a steady pace beats a
-    growing one at equal cost when durations are spread evenly), widening by ``growth`` of the
-    time past ``patience``. A jitter draw shortens each wait by up to ``spread`` of it, so
-    triggers started together do not keep polling in lockstep (bursts stall the triggerer's event
-    loop). Waits stay within [min_interval, max_interval], except that the wait for a far ETA may
-    reach ``max_eta_wait``. ``benchmarks/polling.py`` measures these defaults.
+    With an ETA: first poll at ``eta_lead`` of it, then every ``eta_step`` of it, widening by
+    ``growth`` of the overrun. Without: every ``interval``, widening by ``growth`` past
+    ``patience``. A jitter draw shortens each wait by up to ``spread`` so triggers do not poll in
+    lockstep. Waits stay within [min_interval, max_interval] (a far ETA up to ``max_eta_wait``);
+    ``benchmarks/polling.py`` measures the defaults.
     """
 
     min_interval: float = 5.0

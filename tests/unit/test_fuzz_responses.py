@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 from modelslab_provider.client.core import SECRET_FIELDS, Status, VideoResult, parse_response
 from modelslab_provider.client.errors import ModelsLabError
 
+
 def scaled(examples: int, deep: int = 10) -> int:
     """``examples`` in the default profile, ``deep`` times as many with ``HYPOTHESIS_PROFILE=deep``.
 
