@@ -14,7 +14,7 @@ os.environ.pop("MODELSLAB_API_KEY", None)
 # Hypothesis: ``HYPOTHESIS_PROFILE=deep`` (``make fuzz``) multiplies the fuzz tests' examples by 10
 # (see ``tests/unit/test_fuzz_responses.py``: at least 10,000 generated responses per run); the
 # default profile keeps ``make test`` fast.
-from hypothesis import settings  # noqa: E402
+from hypothesis import settings
 
 settings.register_profile("fast")  # Hypothesis' defaults (100 examples unless a test says otherwise)
 settings.register_profile("deep", deadline=None, max_examples=1000)

@@ -3,7 +3,8 @@
 Nothing here does I/O, sleeps or imports Airflow. The sync (``requests``) and async (``aiohttp``)
 transports build each call with :func:`build_submit`, :func:`build_fetch` or
 :func:`build_wallet_balance` (the sync one cuts each attempt to the wait's deadline with
-:func:`time_left`; the trigger uses ``asyncio.timeout``), scrub the key from the body (:func:`scrub_secret`), decode it with :func:`decode_response` and classify it with
+:func:`time_left`; the trigger uses ``asyncio.timeout``), scrub the key from the body
+(:func:`scrub_secret`), decode it with :func:`decode_response` and classify it with
 :func:`normalise_response` (or :func:`parse_balance`); :func:`parse_response` chains the last two
 for one raw answer. Every quirk of the API (the quirk table in the project's API reference) is
 handled once, here.
