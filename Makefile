@@ -31,7 +31,7 @@ INSTALL_INPUTS := pyproject.toml $(wildcard setup.cfg) $(CONSTRAINTS)
 # empty selection can never pass silently. -rfEs lists failures, errors and skip reasons at the end.
 PYTEST := $(BIN)/python -m pytest -rfEs
 
-.PHONY: help venv venv-test demo test test-fast test-distributed lint bench dist-check min-constraints check-pins clean distclean
+.PHONY: help venv venv-test demo test test-fast test-distributed lint bench fuzz dist-check min-constraints check-pins clean distclean
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_.-]+:.*## / {printf "  make %-16s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -94,6 +94,10 @@ $(DIST_STAMP): $(call extra,test)
 
 test-distributed: $(DIST_STAMP) ## PostgreSQL + Redis + CeleryExecutor + two triggerers (as root; tests/distributed)
 	$(PYTEST) -m distributed $(PYTEST_ARGS) tests/distributed
+
+# HYPOTHESIS_PROFILE=deep multiplies the examples (tests/conftest.py fails the run under 10,000 responses)
+fuzz: $(call extra,test) ## the response fuzzing in its deep profile (>= 10,000 generated responses)
+	HYPOTHESIS_PROFILE=deep $(PYTEST) $(PYTEST_ARGS) tests/unit/test_fuzz_responses.py
 
 bench: $(call extra,bench) ## benchmarks/run.py
 	$(BIN)/python benchmarks/run.py

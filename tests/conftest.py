@@ -9,3 +9,25 @@ import tempfile
 os.environ.setdefault("AIRFLOW_HOME", tempfile.mkdtemp(prefix="modelslab-unit-airflow-"))
 os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
 os.environ.pop("MODELSLAB_API_KEY", None)
+
+
+# Hypothesis: ``HYPOTHESIS_PROFILE=deep`` (``make fuzz``) multiplies the fuzz tests' examples by 10
+# (see ``tests/unit/test_fuzz_responses.py``: at least 10,000 generated responses per run); the
+# default profile keeps ``make test`` fast.
+from hypothesis import settings
+
+settings.register_profile("fast")  # Hypothesis' defaults (100 examples unless a test says otherwise)
+settings.register_profile("deep", deadline=None, max_examples=1000)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "fast"))
+
+#: generated ModelsLab responses seen by the fuzz tests in this session (checked by ``make fuzz``)
+FUZZ_RESPONSES = [0]
+DEEP_MIN_RESPONSES = 10_000
+
+
+def pytest_sessionfinish(session, exitstatus):  # type: ignore[no-untyped-def]
+    if FUZZ_RESPONSES[0]:
+        print(f"\nfuzz: {FUZZ_RESPONSES[0]} generated responses (profile {settings._current_profile})")
+    if os.environ.get("HYPOTHESIS_PROFILE") == "deep" and FUZZ_RESPONSES[0] < DEEP_MIN_RESPONSES:
+        print(f"fuzz: the deep profile must reach {DEEP_MIN_RESPONSES} responses")
+        session.exitstatus = 1

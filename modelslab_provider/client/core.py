@@ -1,8 +1,13 @@
 """The pure client core: endpoints, request building and response normalisation.
 
 Nothing here does I/O, sleeps or imports Airflow. The sync (``requests``) and async (``aiohttp``)
-transports both call :func:`build_submit` / :func:`build_fetch` and :func:`parse_response`, so
-every quirk of the API (see the quirk table in the project's API reference) is handled once.
+transports build each call with :func:`build_submit`, :func:`build_fetch` or
+:func:`build_wallet_balance` (the sync one cuts each attempt to the wait's deadline with
+:func:`time_left`; the trigger uses ``asyncio.timeout``), scrub the key from the body
+(:func:`scrub_secret`), decode it with :func:`decode_response` and classify it with
+:func:`normalise_response` (or :func:`parse_balance`); :func:`parse_response` chains the last two
+for one raw answer. Every quirk of the API (the quirk table in the project's API reference) is
+handled once, here.
 """
 
 from __future__ import annotations
@@ -22,12 +27,16 @@ from modelslab_provider.client.errors import (
     ModelsLabConfigError,
     ModelsLabCreditsError,
     ModelsLabNotFoundError,
+    ModelsLabPlanError,
     ModelsLabRateLimitError,
     ModelsLabRequestError,
+    ModelsLabTimeoutError,
     ModelsLabTransientError,
 )
 
 DEFAULT_BASE_URL = "https://modelslab.com"
+#: the Airflow connection id every hook, sensor, trigger and operator uses by default
+DEFAULT_CONN_ID = "modelslab_default"
 DEFAULT_TIMEOUT = 30.0
 
 V6 = "v6"
@@ -286,13 +295,40 @@ def build_fetch(
         raise ModelsLabConfigError(f"api_version must be one of {API_VERSIONS}, got {api_version!r}")
     rid = normalise_request_id(request_id)
     url = _join(settings.base_url, FETCH_PATHS[api_version].format(id=rid))
-    if fetch_url and same_origin(fetch_url, settings.base_url) and not urlsplit(fetch_url).query:
+    if fetch_url and documented_fetch_url(fetch_url, settings.base_url, rid):
         url = fetch_url
     return ApiRequest(url, {"key": settings.api_key})
 
 
+def documented_fetch_url(url: str, base_url: str, request_id: str) -> bool:
+    """True when ``url`` is a documented fetch path (v6 or v7 ``fetch/{id}``) of this request on our origin.
+
+    Anything else (another path on the same host, a query, another request's id) is not where
+    the key should go, so callers ignore it and poll the path they build themselves.
+    """
+    try:
+        parts = urlsplit(url)
+        if parts.query or parts.fragment or parts.username or not same_origin(url, base_url):
+            return False
+    except ValueError:
+        return False
+    base_path = urlsplit(base_url).path.rstrip("/")
+    path = parts.path.rstrip("/")
+    return any(path == f"{base_path}/{p.format(id=request_id)}" for p in FETCH_PATHS.values())
+
+
 def build_wallet_balance(settings: ClientSettings) -> ApiRequest:
     return ApiRequest(_join(settings.base_url, WALLET_BALANCE_PATH), {"key": settings.api_key})
+
+
+def time_left(deadline: float | None, now: float, settings: ClientSettings) -> float:
+    """One attempt's timeout: the connection's, cut to what is left before ``deadline``."""
+    if deadline is None:
+        return settings.timeout
+    remaining = deadline - now
+    if remaining <= 0:
+        raise ModelsLabTimeoutError("The wait's deadline passed before the call could be made.")
+    return min(settings.timeout, remaining)
 
 
 def same_origin(url: str, base_url: str) -> bool:
@@ -335,7 +371,9 @@ def decode_response(
         )
     data = _loads(body)
     if not isinstance(data, dict):
-        if status_code in (401, 403):
+        if status_code == 403:
+            raise ModelsLabPlanError(_plan_message(""))
+        if status_code == 401:
             raise ModelsLabAuthError(f"ModelsLab refused the API key (HTTP {status_code}).")
         if 400 <= status_code < 500:
             raise ModelsLabRequestError(
@@ -380,7 +418,7 @@ def normalise(
     raw_status = raw.strip().lower() if isinstance(raw, str) else ""
     message = _message(data)
     failed = raw_status in _FAILED_WORDS or (400 <= status_code < 500)
-    if failed:
+    if failed and not _job_failure(raw_status, data, status_code):
         _raise_for_error(raw_status, message, data, status_code, retry_after_header)
 
     output = http_urls(data.get("output"))
@@ -408,11 +446,33 @@ def normalise(
     return VideoResult(status=Status.RUNNING, unknown_status=raw_status not in _RUNNING_WORDS, **common)
 
 
+def _job_failure(raw_status: str, data: Mapping[str, Any], status_code: int) -> bool:
+    """A finished job's failure: ``failed`` (or another terminal word), or ``error`` naming the job.
+
+    Such an answer is final whatever words its message contains ("rate limit", "refunded",
+    "authentication"): the job is over. Only an ``error`` about the call itself (no job id) and
+    HTTP 4xx answers go on to :func:`_raise_for_error`, whose keywords refine them.
+    """
+    if not 200 <= status_code < 300 or raw_status not in _FAILED_WORDS:
+        return False
+    return raw_status != "error" or _request_id(data) is not None
+
+
+def _plan_message(shown: str) -> str:
+    return (
+        "ModelsLab refused the request (HTTP 403): the requested feature is not available on your "
+        f"current plan{': ' + shown if shown else ''}. Check the endpoint and model against your "
+        "ModelsLab plan, or upgrade it; the API key itself was accepted."
+    )
+
+
 def _raise_for_error(
     raw_status: str, message: str, data: Mapping[str, Any], status_code: int, retry_after_header: str | None
 ) -> None:
     """Errors that are about the call, not the job, become exceptions; job failures return."""
     shown = message or f"status {raw_status or 'missing'} (HTTP {status_code}) without a message"
+    if status_code == 403:
+        raise ModelsLabPlanError(_plan_message(message))
     if _RATE_LIMIT_RE.search(message) or status_code == 429:
         raise ModelsLabRateLimitError(
             f"ModelsLab rate limit: {shown}",
@@ -421,7 +481,7 @@ def _raise_for_error(
         )
     if status_code == 402 or _CREDITS_RE.search(message):
         raise ModelsLabCreditsError(f"ModelsLab refused the request: {shown}")
-    if status_code in (401, 403) or _AUTH_RE.search(message):
+    if status_code == 401 or _AUTH_RE.search(message):
         raise ModelsLabAuthError(f"ModelsLab refused the API key: {shown}")
     not_found = status_code == 404 or (raw_status in ("error", "") and _NOT_FOUND_RE.search(message))
     if not_found and not _MODEL_RE.search(message):

@@ -8,26 +8,44 @@ class ModelsLabError(Exception):
 
     #: a retry of the same call may succeed
     retryable = False
+    #: the ``error_type`` of trigger events (see :mod:`modelslab_provider.events`)
+    error_type = "api"
 
 
 class ModelsLabConfigError(ModelsLabError, ValueError):
     """The connection or an argument is wrong; the message says what to fix."""
 
+    error_type = "config"
+
 
 class ModelsLabAuthError(ModelsLabError):
     """The API key was missing or refused."""
 
+    error_type = "auth"
+
 
 class ModelsLabRequestError(ModelsLabError):
-    """ModelsLab refused the request itself (validation, model not found, plan limits)."""
+    """ModelsLab refused the request itself (validation, model not found)."""
+
+    error_type = "request"
 
 
 class ModelsLabCreditsError(ModelsLabRequestError):
     """The account has no credits left."""
 
+    error_type = "credits"
+
+
+class ModelsLabPlanError(ModelsLabRequestError):
+    """HTTP 403: the requested feature is not available on the account's current plan."""
+
+    error_type = "plan"
+
 
 class ModelsLabNotFoundError(ModelsLabError):
     """The request id is unknown to ModelsLab or has expired."""
+
+    error_type = "not_found"
 
 
 class ModelsLabTransientError(ModelsLabError):
@@ -39,6 +57,7 @@ class ModelsLabTransientError(ModelsLabError):
     """
 
     retryable = True
+    error_type = "transient"
 
     def __init__(self, message: str, *, ambiguous: bool = False, status_code: int | None = None) -> None:
         super().__init__(message)
@@ -49,6 +68,8 @@ class ModelsLabTransientError(ModelsLabError):
 class ModelsLabRateLimitError(ModelsLabTransientError):
     """ModelsLab asked us to slow down (HTTP 429, ``retry_after`` or "try again in N seconds")."""
 
+    error_type = "rate_limit"
+
     def __init__(self, message: str, *, retry_after: float | None = None, status_code: int | None = None):
         super().__init__(message, ambiguous=False, status_code=status_code)
         self.retry_after = retry_after
@@ -56,6 +77,8 @@ class ModelsLabRateLimitError(ModelsLabTransientError):
 
 class ModelsLabJobFailedError(ModelsLabError):
     """The video job ended in a terminal failure state; the message is the API's own."""
+
+    error_type = "job_failed"
 
     def __init__(self, message: str, *, request_id: str | None = None, status: str = "failed") -> None:
         super().__init__(message)
@@ -65,6 +88,8 @@ class ModelsLabJobFailedError(ModelsLabError):
 
 class ModelsLabTimeoutError(ModelsLabError):
     """The video was not ready before the deadline."""
+
+    error_type = "timeout"
 
     def __init__(self, message: str, *, request_id: str | None = None) -> None:
         super().__init__(message)

@@ -75,16 +75,11 @@ class RetryPolicy:
 class PollPolicy:
     """When to fetch a running job next, from the time since submission and the API's ``eta``.
 
-    With an ETA, the first poll comes at ``eta_lead`` of it, then polls come every ``eta_step``
-    of the ETA (within [min_interval, interval]) until the job has run ``1 / (2 - 1 / eta_lead)``
-    of the ETA, and widen by ``growth`` of the overrun after that. The default lead of 0.8 is
-    tuned for ETAs up to 25 % off either way (first poll before the job can be done, pace held
-    until 4/3 of the ETA). Without an ETA, polls come every ``interval`` (a steady pace beats a
-    growing one at equal cost when durations are spread evenly), widening by ``growth`` of the
-    time past ``patience``. A jitter draw shortens each wait by up to ``spread`` of it, so
-    triggers started together do not keep polling in lockstep (bursts stall the triggerer's event
-    loop). Waits stay within [min_interval, max_interval], except that the wait for a far ETA may
-    reach ``max_eta_wait``. ``benchmarks/polling.py`` measures these defaults.
+    With an ETA: first poll at ``eta_lead`` of it, then every ``eta_step`` of it, widening by
+    ``growth`` of the overrun. Without: every ``interval``, widening by ``growth`` past
+    ``patience``. A jitter draw shortens each wait by up to ``spread`` so triggers do not poll in
+    lockstep. Waits stay within [min_interval, max_interval] (a far ETA up to ``max_eta_wait``);
+    ``benchmarks/polling.py`` measures the defaults.
     """
 
     min_interval: float = 5.0
@@ -178,6 +173,8 @@ class WaitTracker:
     polls: int = 0
     empty_success_polls: int = 0
     transient_errors: int = 0
+    #: which limit set ``deadline`` (e.g. "execution_timeout of 20 s"), named in the timeout error
+    limit: str | None = None
 
     def on_result(self, result: VideoResult, now: float, jitter: float = 0.0) -> Decision:
         self.polls += 1
@@ -225,6 +222,24 @@ class WaitTracker:
             return Decision(Action.FAIL, error=error)
         raise error
 
+    def describe(self, result: VideoResult, now: float, next_delay: float | None = None) -> tuple[Any, ...]:
+        """A log call's arguments (format, *args) for a running result: one wording for every wait."""
+        if result.awaiting_links:
+            state = "status success but no output URL yet (%d of %d empty successes allowed)"
+            args: tuple[Any, ...] = (self.empty_success_polls, self.poll.max_empty_success_polls)
+        elif result.unknown_status:
+            state, args = "unknown status %r, treated as running", (result.raw_status,)
+        else:
+            state, args = "status %s", (result.raw_status,)
+        elapsed = now - self.started_at
+        eta = "unknown" if self.eta is None else f"{max(self.eta - elapsed, 0):.0f} s left"
+        text = "ModelsLab request %s: " + state + ", ETA %s, poll %d, %.0f s elapsed"
+        args = (self.request_id, *args, eta, self.polls, elapsed)
+        if next_delay is not None:
+            text += "; next poll in %.1f s"
+            args = (*args, next_delay)
+        return (text, *args)
+
     def first_delay(self, now: float, jitter: float = 0.0) -> float:
         """How long to wait before the first poll after submission (``jitter`` as in ``next_delay``)."""
         return self.poll.next_delay(
@@ -235,9 +250,10 @@ class WaitTracker:
         return self.deadline is not None and now >= self.deadline
 
     def timeout_error(self, now: float) -> ModelsLabTimeoutError:
+        hit = f" when the task's {self.limit} ran out" if self.limit else ""
         return ModelsLabTimeoutError(
             f"ModelsLab request {self.request_id} was not ready after {now - self.started_at:.0f} s "
-            f"({self.polls} polls); the job may still finish: its id is {self.request_id}.",
+            f"({self.polls} polls){hit}; the job may still finish: its id is {self.request_id}.",
             request_id=self.request_id,
         )
 

@@ -18,6 +18,7 @@ from modelslab_provider.client.errors import (
     ModelsLabJobFailedError,
     ModelsLabRateLimitError,
     ModelsLabRequestError,
+    ModelsLabTimeoutError,
     ModelsLabTransientError,
 )
 from modelslab_provider.client.policy import Action, PollPolicy, RetryPolicy, WaitTracker, never_reached
@@ -233,10 +234,21 @@ class ModelsLabClient:
                     what, exc, track_id, resubmitted=resubmit_on_ambiguous_failure
                 ) from exc
 
-    def fetch(self, request_id: Any, api_version: str = core.V6, fetch_url: str | None = None) -> VideoResult:
-        """Poll a request once (with retries of transient failures)."""
+    def fetch(
+        self,
+        request_id: Any,
+        api_version: str = core.V6,
+        fetch_url: str | None = None,
+        *,
+        deadline: float | None = None,
+    ) -> VideoResult:
+        """Poll a request once (with retries of transient failures), all of it before ``deadline``.
+
+        ``deadline`` (epoch seconds) caps each attempt's timeout and drops a retry that would
+        start after it; at the deadline itself :class:`ModelsLabTimeoutError` is raised.
+        """
         request = core.build_fetch(self.settings, request_id, api_version, fetch_url)
-        return self._send(request, core.normalise_response)
+        return self._send(request, core.normalise_response, deadline)
 
     def wallet_balance(self) -> Balance:
         return self._send(core.build_wallet_balance(self.settings), core.parse_balance)
@@ -252,8 +264,12 @@ class ModelsLabClient:
         deadline: float | None = None,
         poll: PollPolicy | None = None,
         on_progress: ProgressCallback | None = None,
+        limit: str | None = None,
     ) -> VideoResult:
-        """Poll until the video is done; raise the typed error on failure or at the deadline."""
+        """Poll until the video is done; raise the typed error on failure or at the deadline.
+
+        No fetch (retries included) runs past ``deadline``; ``limit`` names the limit that set it.
+        """
         tracker = WaitTracker(
             request_id=core.normalise_request_id(request_id),
             started_at=self._clock() if started_at is None else started_at,
@@ -261,6 +277,7 @@ class ModelsLabClient:
             eta=eta,
             poll=poll or PollPolicy(),
             retry=self.retry,
+            limit=limit,
         )
         delay = tracker.first_delay(self._clock())
         while True:
@@ -269,8 +286,10 @@ class ModelsLabClient:
             result: VideoResult | None = None
             error: ModelsLabError | None = None
             try:
-                result = self.fetch(tracker.request_id, api_version, fetch_url)
+                result = self.fetch(tracker.request_id, api_version, fetch_url, deadline=deadline)
                 decision = tracker.on_result(result, self._clock(), self._jitter())
+            except ModelsLabTimeoutError:
+                raise tracker.timeout_error(self._clock()) from None
             except ModelsLabError as exc:
                 error = exc
                 decision = tracker.on_error(exc, self._clock(), self._jitter())
@@ -290,6 +309,7 @@ class ModelsLabClient:
         self,
         request: ApiRequest,
         parse: Callable[[dict[str, Any], int], T],
+        deadline: float | None = None,
         *,
         retry: RetryPolicy | None = None,
     ) -> T:
@@ -298,12 +318,19 @@ class ModelsLabClient:
         while True:
             attempt += 1
             try:
-                return parse(*self._send_once(request))
+                return parse(
+                    *self._send_once(request, core.time_left(deadline, self._clock(), self.settings))
+                )
             except ModelsLabError as exc:
-                self._sleep(retry_delay(retry or self.retry, attempt, exc, request, self._jitter()))
+                delay = retry_delay(retry or self.retry, attempt, exc, request, self._jitter())
+                if deadline is not None and self._clock() + delay >= deadline:
+                    raise exc from None  # no retry can start before the deadline
+                self._sleep(delay)
 
-    def _send_once(self, request: ApiRequest) -> tuple[dict[str, Any], int]:
+    def _send_once(self, request: ApiRequest, timeout: float | None = None) -> tuple[dict[str, Any], int]:
         import requests
+
+        timeout = self.settings.timeout if timeout is None else timeout
 
         try:
             response = self.session.request(
@@ -311,7 +338,7 @@ class ModelsLabClient:
                 request.url,
                 data=request.encoded_body(),
                 headers={"Content-Type": "application/json"},
-                timeout=(min(10.0, self.settings.timeout), self.settings.timeout),
+                timeout=(min(10.0, timeout), timeout),
                 allow_redirects=False,
             )
             body = core.scrub_secret(response.content, self.settings.api_key)
@@ -321,7 +348,7 @@ class ModelsLabClient:
             ) from exc
         except requests.exceptions.Timeout as exc:
             raise ModelsLabTransientError(
-                f"ModelsLab did not answer within {self.settings.timeout:g} s", ambiguous=True
+                f"ModelsLab did not answer within {timeout:g} s", ambiguous=True
             ) from exc
         except requests.exceptions.ConnectionError as exc:
             never_sent = _never_sent(exc)

@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 from airflow.providers.common.compat.sdk import AirflowNotFoundException, BaseHook
 
 from modelslab_provider.client.core import (
+    DEFAULT_CONN_ID,
     DEFAULT_TIMEOUT,
     V6,
     Balance,
@@ -149,7 +150,7 @@ class ModelsLabHook(BaseHook):
     """
 
     conn_name_attr = "modelslab_conn_id"
-    default_conn_name = "modelslab_default"
+    default_conn_name = DEFAULT_CONN_ID
     conn_type = "modelslab"
     hook_name = "ModelsLab"
 
@@ -328,8 +329,20 @@ class ModelsLabHook(BaseHook):
         """What a stored request must match to be reused: server origin, endpoint and payload."""
         return self.client.fingerprint(endpoint, payload)
 
-    def fetch(self, request_id: Any, api_version: str = V6, fetch_url: str | None = None) -> VideoResult:
-        return self.client.fetch(request_id, api_version, fetch_url)
+    def fetch(
+        self,
+        request_id: Any,
+        api_version: str = V6,
+        fetch_url: str | None = None,
+        *,
+        deadline: float | None = None,
+    ) -> VideoResult:
+        """Poll a request once; ``deadline`` (epoch seconds) bounds the call, retries included."""
+        return self.client.fetch(request_id, api_version, fetch_url, deadline=deadline)
+
+    def wait(self, request_id: Any, **kwargs: Any) -> VideoResult:
+        """Poll in this process until the video is done (arguments of ``ModelsLabClient.wait``)."""
+        return self.client.wait(request_id, **kwargs)
 
     async def afetch(
         self, request_id: Any, api_version: str = V6, fetch_url: str | None = None

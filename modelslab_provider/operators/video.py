@@ -26,13 +26,11 @@ from airflow.providers.common.compat.sdk import (
 from modelslab_provider.client.core import SECRET_FIELDS, Status, VideoResult, http_urls, resolve_endpoint
 from modelslab_provider.client.errors import (
     ModelsLabAmbiguousSubmitError,
-    ModelsLabAuthError,
     ModelsLabError,
     ModelsLabJobFailedError,
     ModelsLabRateLimitError,
     ModelsLabTimeoutError,
     ModelsLabTransientError,
-    refused_key_message,
 )
 from modelslab_provider.client.policy import PollPolicy, WaitTracker, never_reached
 from modelslab_provider.client.submit import (
@@ -43,6 +41,7 @@ from modelslab_provider.client.submit import (
     prepare_payload,
     typed_payload,
 )
+from modelslab_provider.events import compact_meta, failure, urls_from_event, wait_deadline
 from modelslab_provider.hooks.modelslab import ModelsLabHook
 from modelslab_provider.version_compat import AIRFLOW_V_3_3_PLUS
 
@@ -63,9 +62,6 @@ XCOM_META = "meta"
 
 #: ``task_state_store`` key of the submitted request; renaming it breaks in-flight retries
 STATE_KEY = "modelslab_request"
-
-#: strings in the echoed ``meta`` longer than this (e.g. a base64 ``init_image``) are shortened
-META_MAX_STRING = 2000
 
 
 class ModelsLabVideoLink(BaseOperatorLink):
@@ -89,17 +85,6 @@ def _seconds(value: float | timedelta, name: str) -> float:
     if isinstance(seconds, bool) or not isinstance(seconds, int | float) or not seconds > 0:
         raise ValueError(f"{name} must be a positive number of seconds or a timedelta, got {value!r}")
     return float(seconds)
-
-
-def _compact(value: Any) -> Any:
-    """``meta`` for XCom: no secrets (already stripped by the client) and no huge strings."""
-    if isinstance(value, Mapping):
-        return {str(k): _compact(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_compact(v) for v in value]
-    if isinstance(value, str) and len(value) > META_MAX_STRING:
-        return f"{value[:200]}... ({len(value)} characters, shortened)"
-    return value
 
 
 class ModelsLabVideoOperator(ResumableJobMixin, BaseOperator):
@@ -254,8 +239,6 @@ class ModelsLabVideoOperator(ResumableJobMixin, BaseOperator):
             raise AirflowException(
                 self._timeout_message(str(event.get("message") or ""), str(event.get("request_id")))
             )
-        from modelslab_provider.triggers.video import urls_from_event
-
         urls = urls_from_event(event, conn_id=self.modelslab_conn_id)
         details = event.get("details") if isinstance(event.get("details"), Mapping) else {}
         return self._publish_result(context, urls, details)
@@ -413,9 +396,7 @@ class ModelsLabVideoOperator(ResumableJobMixin, BaseOperator):
 
     def _failure(self, exc: ModelsLabError) -> Exception:
         """Errors a retry cannot fix: bad key, refused request, unknown request, wrong settings."""
-        if isinstance(exc, ModelsLabAuthError):
-            return AirflowFailException(refused_key_message(exc, self.modelslab_conn_id))
-        return AirflowFailException(str(exc))
+        return failure(exc, self.modelslab_conn_id)
 
     # ------------------------------------------------------------------ wait
 
@@ -424,10 +405,16 @@ class ModelsLabVideoOperator(ResumableJobMixin, BaseOperator):
         # does not need (benchmarks/parse_cost.py)
         from modelslab_provider.triggers.video import VideoFetchTrigger
 
+        # Airflow 3 does not apply execution_timeout while deferred: the trigger does. The try's
+        # budget (``_deadline``) was counted from its first execute, so the same start serves both.
+        deadline, limit = wait_deadline(
+            self._deadline, self.timeout, self.execution_timeout, self._deadline - self.timeout, time.time()
+        )
         self.log.info(
-            "Deferring: the triggerer waits for ModelsLab request %s until %s",
+            "Deferring: the triggerer waits for ModelsLab request %s until %s (%s)",
             job.request_id,
-            datetime.fromtimestamp(self._deadline, UTC).isoformat(timespec="seconds"),
+            datetime.fromtimestamp(deadline, UTC).isoformat(timespec="seconds"),
+            limit,
         )
         self.defer(
             trigger=VideoFetchTrigger(
@@ -437,8 +424,9 @@ class ModelsLabVideoOperator(ResumableJobMixin, BaseOperator):
                 fetch_url=job.fetch_url,
                 started_at=job.submitted_at,
                 eta=job.eta,
-                deadline=self._deadline,
+                deadline=deadline,
                 poll_policy=self._poll_policy().to_dict(),
+                limit=limit,
             ),
             method_name="execute_complete",
             # the deadline lives in the trigger: it reports a timeout event instead of vanishing
@@ -453,7 +441,7 @@ class ModelsLabVideoOperator(ResumableJobMixin, BaseOperator):
             max(self._deadline - time.time(), 0),
         )
         try:
-            return self.hook.client.wait(
+            return self.hook.wait(
                 rid,
                 api_version=job.api_version,
                 fetch_url=job.fetch_url,
@@ -462,6 +450,7 @@ class ModelsLabVideoOperator(ResumableJobMixin, BaseOperator):
                 deadline=self._deadline,
                 poll=self._poll_policy(),
                 on_progress=self._log_progress,
+                limit=f"timeout of {self.timeout:.0f} s",
             )
         except ModelsLabTimeoutError as exc:
             raise AirflowException(self._timeout_message(str(exc), rid)) from exc
@@ -473,7 +462,6 @@ class ModelsLabVideoOperator(ResumableJobMixin, BaseOperator):
     def _log_progress(
         self, tracker: WaitTracker, result: VideoResult | None, error: BaseException | None
     ) -> None:
-        elapsed = time.time() - tracker.started_at
         if error is not None:
             self.log.warning(
                 "ModelsLab request %s: poll %d failed (%s); still waiting",
@@ -482,21 +470,7 @@ class ModelsLabVideoOperator(ResumableJobMixin, BaseOperator):
                 error,
             )
         elif result is not None and not result.is_terminal:
-            if result.unknown_status:
-                self.log.warning(
-                    "ModelsLab request %s answered an unknown status %r; treating it as running",
-                    tracker.request_id,
-                    result.raw_status,
-                )
-            self.log.info(
-                "ModelsLab request %s: %s%s after %.0f s (poll %d, ETA %s)",
-                tracker.request_id,
-                result.raw_status,
-                " without output URLs yet" if result.awaiting_links else "",
-                elapsed,
-                tracker.polls,
-                "unknown" if tracker.eta is None else f"{max(tracker.eta - elapsed, 0):.0f} s left",
-            )
+            self.log.info(*tracker.describe(result, time.time()))
 
     def _timeout_message(self, message: str, request_id: str) -> str:
         if AIRFLOW_V_3_3_PLUS and getattr(self, "durable", False):
@@ -507,9 +481,8 @@ class ModelsLabVideoOperator(ResumableJobMixin, BaseOperator):
                 "billed request; set retries=0 to avoid that."
             )
         return (
-            f"{message or f'ModelsLab request {request_id} timed out.'} Gave up after the task's "
-            f"timeout of {self.timeout:.0f} s. ModelsLab has no cancel API, so the job may still "
-            f"finish; {then}"
+            f"{message or f'ModelsLab request {request_id} timed out.'} ModelsLab has no cancel API, "
+            f"so the job may still finish; {then}"
         )
 
     # ------------------------------------------------------------------ XCom
@@ -539,7 +512,7 @@ class ModelsLabVideoOperator(ResumableJobMixin, BaseOperator):
             ti.xcom_push(key=XCOM_GENERATION_TIME, value=generation_time)
         meta = details.get("meta")
         if isinstance(meta, Mapping) and meta:
-            ti.xcom_push(key=XCOM_META, value=_compact(meta))
+            ti.xcom_push(key=XCOM_META, value=compact_meta(meta))
         self.log.info("ModelsLab video ready: %d output URL(s), first %s", len(urls), urls[0])
         from modelslab_provider.lineage import report_video_job
 

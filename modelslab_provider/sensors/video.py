@@ -1,16 +1,18 @@
 """VideoFetchSensor: waits for a ModelsLab video in poke, reschedule or deferrable mode.
 
-Every poke is one read-only fetch; what it means (done, failed, keep waiting) is decided by the
-same :class:`~modelslab_provider.client.policy.WaitTracker` the trigger and the sync wait use.
-In deferrable mode the sensor pokes once, then hands the wait to
-:class:`~modelslab_provider.triggers.video.VideoFetchTrigger` with its remaining ``timeout``.
+Every poke is one read-only fetch, judged by the same
+:class:`~modelslab_provider.client.policy.WaitTracker` the trigger and the sync wait use. In
+deferrable mode the sensor pokes once, then hands the wait to
+:class:`~modelslab_provider.triggers.video.VideoFetchTrigger`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Mapping, Sequence
 from datetime import timedelta
+from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from airflow.providers.common.compat.sdk import (
@@ -22,15 +24,29 @@ from airflow.providers.common.compat.sdk import (
     conf,
 )
 
-from modelslab_provider.client.core import V6, Status, VideoResult, normalise_request_id
-from modelslab_provider.client.errors import ModelsLabError, ModelsLabTransientError
+from modelslab_provider.client.core import (
+    DEFAULT_CONN_ID,
+    V6,
+    VideoResult,
+    documented_fetch_url,
+    normalise_request_id,
+)
+from modelslab_provider.client.errors import ModelsLabError, ModelsLabTimeoutError, ModelsLabTransientError
 from modelslab_provider.client.policy import Action, PollPolicy, WaitTracker
+from modelslab_provider.events import error_message, failure, urls_from_event, wait_deadline
 
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
 
+    from modelslab_provider.hooks.modelslab import ModelsLabHook
+
 #: prefix of the ``task_state_store`` key holding the wait's counters between pokes
 STATE_KEY = "modelslab_wait"
+
+
+def state_key(request_id: str, try_number: Any) -> str:
+    """The store key of one try's counters: Airflow's store rows are shared by every try."""
+    return f"{STATE_KEY}:{request_id}:{try_number if isinstance(try_number, int) else 0}"
 
 
 def _load_policy(poll_policy: PollPolicy | Mapping[str, Any] | None) -> PollPolicy:
@@ -42,29 +58,22 @@ def _load_policy(poll_policy: PollPolicy | Mapping[str, Any] | None) -> PollPoli
 
 
 class VideoFetchSensor(BaseSensorOperator):
-    """Wait until a ModelsLab video request is done; its XCom ``return_value`` is the list of URLs.
+    """Wait until a ModelsLab video request is done; XCom ``return_value`` is the list of URLs.
 
     :param request_id: the ModelsLab request id (templated; an int or a string), e.g.
         ``"{{ ti.xcom_pull('generate', key='request_id') }}"``.
     :param modelslab_conn_id: the connection holding the API key.
     :param api_version: ``v6`` (default) or ``v7`` (video-fusion): the API that created the request.
-        Not auto-detected: whether the two fetch paths accept each other's ids is undocumented,
-        and a wrong guess would read as "request not found". ``fetch_url`` settles it instead.
-    :param fetch_url: the submit response's ``fetch_result`` (templated, optional); when it is on
-        the connection's origin it is polled as is, so it always matches the API version.
-    :param deferrable: poke once, then wait in the triggerer (no worker slot held).
-    :param poll_policy: how the trigger spaces its polls (a :class:`PollPolicy` or its dict);
-        in poke/reschedule mode ``poke_interval`` spaces the pokes, as on any sensor. Its
-        ``max_empty_success_polls`` bounds "success without URLs" in every mode.
+    :param fetch_url: the submit response's ``fetch_result`` (templated, optional); polled as is
+        when it is a documented fetch path of this request on the connection's origin.
+    :param deferrable: poke once, then wait in the triggerer (no worker slot held); the trigger
+        polls no more often than ``poke_interval``.
+    :param poll_policy: advanced spacing of the trigger's polls (a :class:`PollPolicy` or its
+        dict); its ``max_empty_success_polls`` bounds "success without URLs" in every mode.
 
-    Transient errors (5xx, HTML bodies, timeouts, rate limits) only end the wait through the
-    sensor's ``timeout``. A terminal job failure, an unknown request id and a refused key raise
-    :class:`AirflowFailException` at once (``soft_fail`` turns these into a skip, as on any sensor).
-
-    Counting "success without URLs" across pokes needs state that survives a reschedule; nothing
-    is kept on ``self``. On Airflow >= 3.3 the counters live in ``task_state_store`` (scoped to
-    the try). Without it, such a job is polled until the sensor's ``timeout``, with a warning on
-    each poke.
+    Transient errors only end the wait through ``timeout``; a failed job, an unknown request id
+    and a refused key fail at once (``AirflowFailException``). Counting "success without URLs"
+    across pokes needs Airflow 3.3's ``task_state_store``, keyed per try here.
     """
 
     template_fields: Sequence[str] = ("request_id", "fetch_url", "api_version", "modelslab_conn_id")
@@ -74,7 +83,7 @@ class VideoFetchSensor(BaseSensorOperator):
         self,
         *,
         request_id: str | int,
-        modelslab_conn_id: str = "modelslab_default",
+        modelslab_conn_id: str = DEFAULT_CONN_ID,
         api_version: str = V6,
         fetch_url: str | None = None,
         deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
@@ -90,6 +99,12 @@ class VideoFetchSensor(BaseSensorOperator):
         # kept as a plain dict: it is JSON for the trigger and cheap to serialize with the DAG
         self.poll_policy = _load_policy(poll_policy).to_dict()
 
+    @cached_property
+    def hook(self) -> ModelsLabHook:
+        from modelslab_provider.hooks.modelslab import ModelsLabHook
+
+        return ModelsLabHook(modelslab_conn_id=self.modelslab_conn_id)
+
     # ------------------------------------------------------------------ poke / reschedule
 
     def poke(self, context: Context) -> bool | PokeReturnValue:
@@ -98,69 +113,102 @@ class VideoFetchSensor(BaseSensorOperator):
 
     def _poke_once(self, context: Context) -> tuple[bool | PokeReturnValue, WaitTracker]:
         """One fetch and its decision; returns the poke result and the tracker (for deferral)."""
-        from modelslab_provider.hooks.modelslab import ModelsLabHook
-        from modelslab_provider.triggers.video import error_message
-
         try:
             request_id = normalise_request_id(self.request_id)
         except ModelsLabError as exc:
             raise AirflowFailException(str(exc)) from None
         store = context.get("task_state_store")
-        tracker = self._tracker(request_id, store)
+        ti = context.get("ti")
+        tracker = self._tracker(request_id, store, ti)
         result: VideoResult | None = None
         try:
-            result = ModelsLabHook(modelslab_conn_id=self.modelslab_conn_id).fetch(
-                request_id, self.api_version, self.fetch_url
+            result = self.hook.fetch(
+                request_id, self.api_version, self._fetch_url(request_id), deadline=tracker.deadline
             )
             decision = tracker.on_result(result, time.time())
+        except ModelsLabTimeoutError:
+            # the poke ran into the sensor's own limit: Airflow's timeout check ends the wait
+            self.log.warning("ModelsLab request %s: the poke reached the sensor's time limit", request_id)
+            return False, tracker
         except ModelsLabTransientError as exc:
             decision = tracker.on_error(exc, time.time())
             self.log.warning(
                 "ModelsLab request %s: poke failed (%s); trying again at the next poke", request_id, exc
             )
         except ModelsLabError as exc:
-            raise AirflowFailException(error_message(exc, self.modelslab_conn_id)) from None
-        self._save(tracker, store)
+            raise failure(exc, self.modelslab_conn_id) from None
+        except Exception as exc:  # e.g. a missing connection: name it, never a bare traceback
+            raise failure(exc, self.modelslab_conn_id) from exc
+        self._save(tracker, store, ti)
 
         if decision.action is Action.DONE:
             assert decision.result is not None
             urls = list(decision.result.urls)
             self.log.info(
-                "ModelsLab request %s is ready (%s): %d output URL(s)",
+                "ModelsLab request %s is ready after %d poke(s): %d output URL(s)",
                 request_id,
-                self._progress(tracker, store is not None),
+                tracker.polls,
                 len(urls),
             )
             return PokeReturnValue(is_done=True, xcom_value=urls), tracker
         if decision.action is Action.FAIL:
             assert decision.error is not None
+            if isinstance(decision.error, ModelsLabTimeoutError):
+                return False, tracker
             self.log.error("%s", decision.error)
             raise AirflowFailException(error_message(decision.error, self.modelslab_conn_id))
         if result is not None:
-            self._log_waiting(request_id, result, tracker, store is not None)
+            self.log.info(*tracker.describe(result, time.time()))
+            if result.awaiting_links and store is None:
+                self.log.warning(
+                    "This Airflow has no task_state_store to count empty successes, so the sensor "
+                    "keeps poking until its timeout"
+                )
         return False, tracker
 
-    def _tracker(self, request_id: str, store: Any) -> WaitTracker:
-        saved = self._read_state(request_id, store)
+    def _fetch_url(self, request_id: str) -> str | None:
+        """``fetch_url`` when it is a documented fetch path of this request, else None (warned)."""
+        if not self.fetch_url:
+            return None
+        base_url = self.hook.client.settings.base_url
+        if documented_fetch_url(str(self.fetch_url), base_url, request_id):
+            return str(self.fetch_url)
+        self.log.warning(
+            "Ignoring fetch_url: it is not a documented fetch path (api/v6/video/fetch/%s or "
+            "api/v7/video-fusion/fetch/%s) on %s; polling the %s fetch path instead",
+            request_id,
+            request_id,
+            base_url,
+            self.api_version,
+        )
+        return None
+
+    def _tracker(self, request_id: str, store: Any, ti: Any) -> WaitTracker:
+        saved = self._read_state(request_id, store, ti)
+        started = float(saved.get("started_at", time.time()))
+        # no fetch (retries included) runs past the sensor's timeout; Airflow's own checks between
+        # pokes (timeout, execution_timeout) then end the wait
         return WaitTracker(
             request_id=request_id,
-            started_at=float(saved.get("started_at", time.time())),
+            started_at=started,
+            deadline=started + self.timeout,
             poll=PollPolicy(**self.poll_policy),
             polls=int(saved.get("polls", 0)),
             empty_success_polls=int(saved.get("empty_success_polls", 0)),
+            limit=f"timeout of {self.timeout:.0f} s",
         )
 
     @staticmethod
-    def _read_state(request_id: str, store: Any) -> dict[str, Any]:
+    def _read_state(request_id: str, store: Any, ti: Any) -> dict[str, Any]:
         if store is None:
             return {}
         try:
-            saved = store.get(f"{STATE_KEY}:{request_id}")
+            saved = store.get(state_key(request_id, getattr(ti, "try_number", None)))
         except Exception:  # the counters are a nicety: never fail a poke over them
             return {}
         return saved if isinstance(saved, dict) else {}
 
-    def _save(self, tracker: WaitTracker, store: Any) -> None:
+    def _save(self, tracker: WaitTracker, store: Any, ti: Any) -> None:
         if store is None:
             return
         state = {
@@ -169,53 +217,30 @@ class VideoFetchSensor(BaseSensorOperator):
             "empty_success_polls": tracker.empty_success_polls,
         }
         try:
-            store.set(f"{STATE_KEY}:{tracker.request_id}", state, retention=timedelta(days=8))
+            key = state_key(tracker.request_id, getattr(ti, "try_number", None))
+            store.set(key, state, retention=timedelta(days=8))
         except Exception as exc:
             self.log.debug("Could not save the wait counters: %s", exc)
 
-    @staticmethod
-    def _progress(tracker: WaitTracker, counted: bool) -> str:
-        if not counted:
-            return "poke count not tracked"
-        return f"poke {tracker.polls}, {time.time() - tracker.started_at:.0f} s since the first poke"
-
-    def _log_waiting(self, request_id: str, result: VideoResult, tracker: WaitTracker, counted: bool) -> None:
-        if result.unknown_status:
-            self.log.warning(
-                "ModelsLab request %s answered an unknown status %r; treating it as still running",
-                request_id,
-                result.raw_status,
-            )
-        if result.awaiting_links:
-            if counted:
-                self.log.warning(
-                    "ModelsLab request %s: status success but no output URL yet (%d of %d pokes allowed)",
-                    request_id,
-                    tracker.empty_success_polls,
-                    tracker.poll.max_empty_success_polls,
-                )
-            else:
-                self.log.warning(
-                    "ModelsLab request %s: status success but no output URL yet; this Airflow has no "
-                    "task_state_store to count such pokes, so the sensor keeps poking until its timeout",
-                    request_id,
-                )
-            return
-        eta = "unknown" if result.eta is None else f"{result.eta:.0f} s"
-        self.log.info(
-            "ModelsLab request %s: status %s, ETA %s, %s",
-            request_id,
-            result.raw_status if result.status is Status.RUNNING else result.status,
-            eta,
-            self._progress(tracker, counted),
-        )
-
     # ------------------------------------------------------------------ deferrable
+
+    def _trigger_policy(self) -> dict[str, Any]:
+        """``poll_policy`` with ``poke_interval`` as the floor of the trigger's poll spacing."""
+        policy = PollPolicy(**self.poll_policy)
+        floor = float(self.poke_interval)
+        if floor > policy.min_interval:
+            policy = dataclasses.replace(
+                policy,
+                min_interval=floor,
+                interval=max(policy.interval, floor),
+                max_interval=max(policy.max_interval, floor),
+            )
+        return policy.to_dict()
 
     def execute(self, context: Context) -> Any:
         if not self.deferrable:
             return super().execute(context)
-        started = time.monotonic()
+        started, started_wall = time.monotonic(), time.time()
         try:
             done, tracker = self._poke_once(context)
         except AirflowFailException as exc:
@@ -225,9 +250,17 @@ class VideoFetchSensor(BaseSensorOperator):
         if isinstance(done, PokeReturnValue):
             self.log.info("Success criteria met. Exiting.")
             return done.xcom_value
-        remaining = self.timeout - (time.monotonic() - started)
+        now = time.time()
+        deadline, limit = wait_deadline(
+            now + self.timeout - (time.monotonic() - started),
+            self.timeout,
+            self.execution_timeout,
+            started_wall,  # Airflow counts execution_timeout from execute, not from start_date
+            now,
+        )
+        remaining = deadline - now
         if remaining <= 0:
-            message = f"Sensor has timed out after its first poke (timeout {self.timeout} s)."
+            message = f"Sensor has timed out after its first poke ({limit})."
             if self.soft_fail:
                 raise AirflowSkipException(message)
             raise AirflowSensorTimeout(message)
@@ -239,23 +272,23 @@ class VideoFetchSensor(BaseSensorOperator):
             request_id=tracker.request_id,
             modelslab_conn_id=self.modelslab_conn_id,
             api_version=self.api_version,
-            fetch_url=self.fetch_url,
+            fetch_url=self._fetch_url(tracker.request_id),
             started_at=tracker.started_at,
             eta=tracker.eta,
-            deadline=time.time() + remaining,
-            poll_policy=self.poll_policy,
+            deadline=deadline,
+            poll_policy=self._trigger_policy(),
+            limit=limit,
         )
         self.log.info(
-            "ModelsLab request %s is not ready; deferring to the triggerer for up to %.0f s",
+            "ModelsLab request %s is not ready; deferring to the triggerer for up to %.0f s (%s)",
             tracker.request_id,
             remaining,
+            limit,
         )
         self.defer(trigger=trigger, method_name="execute_complete", timeout=timedelta(seconds=remaining))
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> list[str]:
         """Resume after the trigger: the URLs, or the failure it reported."""
-        from modelslab_provider.triggers.video import urls_from_event
-
         urls = urls_from_event(event, conn_id=self.modelslab_conn_id, timeout_exception=AirflowSensorTimeout)
         assert isinstance(event, dict)
         self.log.info(

@@ -30,14 +30,25 @@ FAULT_KINDS = HTML_FAULTS | frozenset(
         "ratelimit200",
         "unknown",
         "notfound",
+        "403",
     }
 )
+#: ``fail_text=<name>``: a terminal failure whose message uses words that also appear in errors
+#: about the call itself; the job's failure must win over the words (docs: webhooks failure payload)
+FAIL_TEXTS = {
+    "ratelimit": "Provider rate limit exceeded. Maximum 5 queued requests allowed, try again in 30 seconds",
+    "refunded": "Generation failed; your credits have been refunded",
+    "auth": "Upstream authentication error; invalid api key for the provider",
+}
 
 _BOOL_KEYS = ("messege", "instant", "future_only", "output_str", "no_id", "string_id")
 _NUM_KEYS = ("duration", "eta", "slow_s", "file_delay", "file_ttl", "retry_after")
 _INT_KEYS = ("polls", "empty_polls", "submit_fault_times")
 KNOWN_KEYS = frozenset(
-    _BOOL_KEYS + _NUM_KEYS + _INT_KEYS + ("outcome", "fault", "fault_on", "submit_fault", "running_status")
+    _BOOL_KEYS
+    + _NUM_KEYS
+    + _INT_KEYS
+    + ("outcome", "fault", "fault_on", "submit_fault", "running_status", "fail_text")
 )
 
 
@@ -69,6 +80,7 @@ class Scenario:
     retry_after: float | None = None
     no_id: bool = False
     string_id: bool = False
+    fail_text: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-friendly view for ``/_sim/jobs``."""
@@ -159,6 +171,10 @@ def build_scenario(pairs: dict[str, str]) -> Scenario:
             setattr(sc, name, value)
         elif name == "fault_on":
             sc.fault_on = _parse_fault_on(value)
+        elif name == "fail_text":
+            if value not in FAIL_TEXTS:
+                raise MarkerError(f"unknown fail_text: {value} (one of {', '.join(sorted(FAIL_TEXTS))})")
+            sc.fail_text = value
     if sc.polls is not None and sc.polls < 1:
         raise MarkerError("polls must be >= 1")
     return sc

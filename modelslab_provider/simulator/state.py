@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-from .scenario import MarkerError, Scenario, find_markers, number, scenario_from
+from .scenario import FAIL_TEXTS, MarkerError, Scenario, find_markers, number, scenario_from
 
 START_ID = 150000001
 
@@ -406,6 +406,8 @@ class SimState:
             return error_reply(f"Too many requests, try again in {wait} seconds", 200, sc.messege)
         if kind == "unknown":
             return Reply(200, {"status": "weird_state", "message": "simulated unknown status"})
+        if kind == "403":  # docs (error-codes): the feature is not available on the current plan
+            return error_reply("This feature is not available on your current plan", 403, sc.messege)
         if kind == "notfound":
             return error_reply("Request not found", self.config.not_found_status, sc.messege)
         raise ValueError(f"unknown fault kind {kind}")
@@ -646,6 +648,8 @@ class SimState:
         outcome = job.outcome(self.clock())
         if outcome != "success":
             text = FAILURE_MESSAGES["forced"] if job.forced == "failed" else FAILURE_MESSAGES[str(outcome)]
+            if sc.fail_text and job.forced != "failed":
+                text = FAIL_TEXTS[sc.fail_text]
             body: dict[str, Any] = {"status": outcome, "id": job.public_id}
             self._message(body, sc, text)
             body["track_id"] = job.meta.get("track_id")

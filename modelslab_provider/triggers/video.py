@@ -15,60 +15,35 @@ import time
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
-from airflow.providers.common.compat.sdk import AirflowException, AirflowFailException
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
-from modelslab_provider.client.core import API_VERSIONS, V6, VideoResult, http_url, normalise_request_id
+from modelslab_provider.client.core import (
+    API_VERSIONS,
+    DEFAULT_CONN_ID,
+    V6,
+    VideoResult,
+    normalise_request_id,
+)
 from modelslab_provider.client.errors import (
-    ModelsLabAuthError,
     ModelsLabConfigError,
-    ModelsLabCreditsError,
     ModelsLabError,
     ModelsLabJobFailedError,
-    ModelsLabNotFoundError,
-    ModelsLabRequestError,
     ModelsLabTimeoutError,
-    refused_key_message,
 )
 from modelslab_provider.client.policy import Action, PollPolicy, WaitTracker
+from modelslab_provider.events import (  # noqa: F401  (re-exported: older imports keep working)
+    EVENT_STATUSES,
+    FINAL_ERROR_TYPES,
+    compact_meta,
+    error_message,
+    error_type,
+    urls_from_event,
+)
 
 if TYPE_CHECKING:
     from modelslab_provider.client.aio import AsyncModelsLabClient
 
 CLASSPATH = "modelslab_provider.triggers.video.VideoFetchTrigger"
-
-#: every status an event may carry; anything else is a version skew and fails the resumed task
-EVENT_STATUSES = frozenset({"success", "failed", "timeout", "error"})
-
-#: ``error_type`` values of error events after which a retry of the task cannot help
-FINAL_ERROR_TYPES = frozenset({"auth", "not_found", "config", "request", "credits", "api"})
-
-
-def _error_type(exc: BaseException) -> str:
-    if isinstance(exc, ModelsLabAuthError):
-        return "auth"
-    if isinstance(exc, ModelsLabNotFoundError):
-        return "not_found"
-    if isinstance(exc, ModelsLabConfigError):
-        return "config"
-    if isinstance(exc, ModelsLabCreditsError):
-        return "credits"
-    if isinstance(exc, ModelsLabRequestError):
-        return "request"
-    if isinstance(exc, ModelsLabError):
-        return "api"
-    return "unexpected"
-
-
-def error_message(exc: BaseException, conn_id: str) -> str:
-    """The text a user reads for a failed wait: the API's own message, plus what to check."""
-    if isinstance(exc, ModelsLabAuthError):
-        return refused_key_message(exc, conn_id)
-    if isinstance(exc, ModelsLabNotFoundError):
-        return f"{exc} Check the request id and the api_version (v6 or v7) of the request."
-    if isinstance(exc, ModelsLabError):
-        return str(exc)
-    return f"Unexpected {type(exc).__name__} while waiting for the ModelsLab video: {exc}"
 
 
 class VideoFetchTrigger(BaseTrigger):
@@ -82,18 +57,21 @@ class VideoFetchTrigger(BaseTrigger):
     :param eta: the API's ETA, in seconds after ``started_at``; shapes the first polls.
     :param deadline: wall-clock epoch seconds after which a ``timeout`` event is sent.
     :param poll_policy: :meth:`PollPolicy.to_dict` output; defaults to ``PollPolicy()``.
+    :param limit: which of the task's limits set ``deadline`` (e.g. ``execution_timeout of 20 s``),
+        named in the timeout message.
     """
 
     def __init__(
         self,
         request_id: str,
-        modelslab_conn_id: str = "modelslab_default",
+        modelslab_conn_id: str = DEFAULT_CONN_ID,
         api_version: str = V6,
         fetch_url: str | None = None,
         started_at: float | None = None,
         eta: float | None = None,
         deadline: float | None = None,
         poll_policy: dict | None = None,
+        limit: str | None = None,
     ) -> None:
         super().__init__()
         if api_version not in API_VERSIONS:
@@ -106,6 +84,7 @@ class VideoFetchTrigger(BaseTrigger):
         self.started_at = float(time.time() if started_at is None else started_at)
         self.eta = None if eta is None else float(eta)
         self.deadline = None if deadline is None else float(deadline)
+        self.limit = limit or None
         try:
             self.poll_policy = PollPolicy(**(poll_policy or {}))
         except TypeError as exc:
@@ -125,6 +104,7 @@ class VideoFetchTrigger(BaseTrigger):
                 "eta": self.eta,
                 "deadline": self.deadline,
                 "poll_policy": self.poll_policy.to_dict(),
+                "limit": self.limit,
             },
         )
 
@@ -135,6 +115,7 @@ class VideoFetchTrigger(BaseTrigger):
             deadline=self.deadline,
             eta=self.eta,
             poll=self.poll_policy,
+            limit=self.limit,
         )
         try:
             event = await self._wait(tracker)
@@ -164,7 +145,7 @@ class VideoFetchTrigger(BaseTrigger):
             self.request_id,
             self.api_version,
             self.modelslab_conn_id,
-            _eta_text(tracker.eta),
+            "unknown" if tracker.eta is None else f"{tracker.eta:.0f} s",
             delay,
         )
         while True:
@@ -212,34 +193,7 @@ class VideoFetchTrigger(BaseTrigger):
             raise tracker.timeout_error(time.time()) from None
 
     def _log_progress(self, tracker: WaitTracker, result: VideoResult, delay: float) -> None:
-        elapsed = time.time() - tracker.started_at
-        if result.unknown_status:
-            self.log.warning(
-                "ModelsLab request %s answered an unknown status %r; treating it as still running",
-                self.request_id,
-                result.raw_status,
-            )
-        if result.awaiting_links:
-            self.log.info(
-                "ModelsLab request %s: status success but no output URL yet (%d of %d polls allowed); "
-                "poll %d, %.0f s elapsed; next poll in %.1f s",
-                self.request_id,
-                tracker.empty_success_polls,
-                tracker.poll.max_empty_success_polls,
-                tracker.polls,
-                elapsed,
-                delay,
-            )
-            return
-        self.log.info(
-            "ModelsLab request %s: status %s, ETA %s, poll %d, %.0f s elapsed; next poll in %.1f s",
-            self.request_id,
-            result.raw_status,
-            _eta_text(tracker.eta, elapsed),
-            tracker.polls,
-            elapsed,
-            delay,
-        )
+        self.log.info(*tracker.describe(result, time.time(), delay))
 
     def _success_event(self, tracker: WaitTracker, result: VideoResult) -> dict[str, Any]:
         elapsed = round(time.time() - tracker.started_at, 3)
@@ -254,7 +208,8 @@ class VideoFetchTrigger(BaseTrigger):
             "status": "success",
             "request_id": self.request_id,
             "urls": list(result.urls),
-            "details": result.details(),
+            # compacted like the XCom push: the event is stored in the metadata DB
+            "details": {**result.details(), "meta": compact_meta(result.meta)},
             "polls": tracker.polls,
             "elapsed": elapsed,
         }
@@ -274,8 +229,8 @@ class VideoFetchTrigger(BaseTrigger):
         message = error_message(exc, self.modelslab_conn_id)
         if self._secret:
             message = message.replace(self._secret, "***")
-        error_type = _error_type(exc)
-        if error_type == "unexpected":
+        kind = error_type(exc)
+        if kind == "unexpected":
             self.log.error(
                 "Waiting for ModelsLab request %s failed unexpectedly", self.request_id, exc_info=exc
             )
@@ -285,67 +240,10 @@ class VideoFetchTrigger(BaseTrigger):
             "status": "error",
             "request_id": self.request_id,
             "message": message,
-            "error_type": error_type,
+            "error_type": kind,
         }
 
     def _timeout_event(self, tracker: WaitTracker, now: float) -> dict[str, Any]:
         message = str(tracker.timeout_error(now))
         self.log.warning("%s", message)
         return {"status": "timeout", "request_id": self.request_id, "message": message}
-
-
-def _eta_text(eta: float | None, elapsed: float | None = None) -> str:
-    if eta is None:
-        return "unknown"
-    if elapsed is None:
-        return f"{eta:.0f} s"
-    return f"{max(eta - elapsed, 0):.0f} s left"
-
-
-def urls_from_event(
-    event: Any,
-    *,
-    conn_id: str,
-    timeout_exception: type[BaseException] = AirflowException,
-) -> list[str]:
-    """Check a trigger event in ``execute_complete`` and return its output URLs.
-
-    Shared by the sensor and the operators. ``failed`` events and ``error`` events after which a
-    retry cannot help (bad key, unknown request, wrong settings, refused request, no credits)
-    raise :class:`AirflowFailException`; an ``unexpected`` error raises :class:`AirflowException`
-    so the task's retries apply. ``timeout`` raises ``timeout_exception``: operators keep the
-    default (a retry reconnects to the same request id, nothing is paid twice), the sensor passes
-    ``AirflowSensorTimeout`` so ``soft_fail`` works as on any sensor. A missing or unknown status
-    (e.g. a triggerer running another version of the provider) raises :class:`AirflowException`.
-    """
-    if not isinstance(event, dict):
-        raise AirflowException(f"Expected a ModelsLab trigger event (a dict), got {type(event).__name__}.")
-    status = event.get("status")
-    request_id = event.get("request_id", "?")
-    if status not in EVENT_STATUSES:
-        raise AirflowException(
-            f"ModelsLab trigger event for request {request_id} has an unknown status {status!r}; "
-            "is the triggerer running the same provider version as the workers?"
-        )
-    message = str(event.get("message") or f"no message (event status {status})")
-    if status == "success":
-        urls = event.get("urls")
-        # only http(s) URLs may reach XCom (downstream tasks download them), whatever the event says
-        if (
-            not isinstance(urls, list)
-            or not urls
-            or not all(isinstance(u, str) and http_url(u) == u for u in urls)
-        ):
-            raise AirflowFailException(
-                f"ModelsLab request {request_id} finished without output URLs (http or https) in the "
-                "trigger event."
-            )
-        return list(urls)
-    if status == "failed":
-        raise AirflowFailException(message)
-    if status == "timeout":
-        raise timeout_exception(message)
-    error_type = event.get("error_type")
-    if error_type in FINAL_ERROR_TYPES:
-        raise AirflowFailException(message)
-    raise AirflowException(f"{message} (connection {conn_id!r})")

@@ -28,6 +28,7 @@ from modelslab_provider.client.errors import (
     ModelsLabError,
     ModelsLabJobFailedError,
     ModelsLabNotFoundError,
+    ModelsLabPlanError,
     ModelsLabRateLimitError,
     ModelsLabRequestError,
     ModelsLabTimeoutError,
@@ -53,7 +54,7 @@ def body(data: object) -> bytes:
         (200, {"status": "error", "message": "Invalid API key"}, ModelsLabAuthError),
         (200, {"status": "error", "message": "API key required"}, ModelsLabAuthError),
         (401, {"status": "error", "message": "Unauthorized"}, ModelsLabAuthError),
-        (403, {"status": "error", "message": "Plan does not include this feature"}, ModelsLabAuthError),
+        (403, {"status": "error", "message": "Plan does not include this feature"}, ModelsLabPlanError),
         (
             200,
             {"status": "error", "message": "Insufficient credits. Please add more credits."},
@@ -360,8 +361,24 @@ def test_fetch_result_on_our_origin_with_explicit_default_port_is_used() -> None
     settings = ClientSettings(api_key=KEY, base_url="http://127.0.0.1:8765")
     url = "http://127.0.0.1:8765/api/v7/video-fusion/fetch/9"
     assert build_fetch(settings, 9, fetch_url=url).url == url
-    assert build_fetch(ClientSettings(api_key=KEY), 9, fetch_url="https://MODELSLAB.com:443/api/x/9").url == (
-        "https://MODELSLAB.com:443/api/x/9"
+    url = "https://MODELSLAB.com:443/api/v6/video/fetch/9"
+    assert build_fetch(ClientSettings(api_key=KEY), 9, fetch_url=url).url == url
+
+
+@pytest.mark.parametrize(
+    "fetch_url",
+    [
+        "https://modelslab.com/api/x/9",  # same origin, undocumented path
+        "https://modelslab.com/api/v6/wallet_balance",
+        "https://modelslab.com/api/v6/video/fetch/10",  # another request's id
+        "https://modelslab.com/api/v6/video/fetch/9?debug=1",
+        "https://modelslab.com/api/v6/video/text2video",
+    ],
+)
+def test_only_documented_fetch_paths_of_the_request_are_used(fetch_url: str) -> None:
+    """Issue 11.11: the key goes only to v6/v7 ``fetch/{id}`` of this request on our origin."""
+    assert build_fetch(ClientSettings(api_key=KEY), 9, fetch_url=fetch_url).url == (
+        "https://modelslab.com/api/v6/video/fetch/9"
     )
 
 

@@ -18,6 +18,22 @@ from hypothesis import strategies as st
 from modelslab_provider.client.core import SECRET_FIELDS, Status, VideoResult, parse_response
 from modelslab_provider.client.errors import ModelsLabError
 
+
+def scaled(examples: int, deep: int = 10) -> int:
+    """``examples`` in the default profile, ``deep`` times as many with ``HYPOTHESIS_PROFILE=deep``.
+
+    The deep factors keep ``make fuzz`` near 2.5 minutes on 2 shared cores while it generates
+    well over 10,000 responses (the count is printed and checked in ``tests/conftest.py``).
+    """
+    return examples * (deep if settings().max_examples >= 1000 else 1)
+
+
+def _count(responses: int = 1) -> None:
+    from tests.conftest import FUZZ_RESPONSES
+
+    FUZZ_RESPONSES[0] += responses
+
+
 json_scalars = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=True) | st.text(max_size=40)
 json_values = st.recursive(
     json_scalars,
@@ -110,6 +126,7 @@ def _has_secret_key(value: Any) -> bool:
 
 
 def _parse(status_code: int, body: bytes) -> None:
+    _count()
     try:
         result = parse_response(status_code, body)
     except ModelsLabError:
@@ -117,25 +134,25 @@ def _parse(status_code: int, body: bytes) -> None:
     _check(result)
 
 
-@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=scaled(400, deep=6), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(http_statuses, fields)
 def test_wrong_types_in_every_field(status_code: int, data: dict[str, Any]) -> None:
     _parse(status_code, json.dumps(data, allow_nan=True).encode())
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=scaled(300), deadline=None)
 @given(http_statuses, json_values)
 def test_arbitrary_json_values(status_code: int, value: Any) -> None:
     _parse(status_code, json.dumps(value, allow_nan=True).encode())
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=scaled(300, deep=15), deadline=None)
 @given(http_statuses, st.binary(max_size=300))
 def test_arbitrary_bytes(status_code: int, body: bytes) -> None:
     _parse(status_code, body)
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=scaled(200, deep=1), deadline=None)
 @given(st.dictionaries(st.sampled_from([*sorted(SECRET_FIELDS), "Key", " KEY ", "prompt"]), json_values))
 def test_secrets_never_survive_in_meta(meta: dict[str, Any]) -> None:
     body = json.dumps({"status": "processing", "meta": {"nested": meta, **meta}}).encode()
@@ -185,7 +202,7 @@ def _check_urls_from_event(event: Any) -> None:
         assert urlsplit(url).hostname, url
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=scaled(300, deep=1), deadline=None)
 @given(events | json_values)
 def test_event_urls_are_http_only(event: Any) -> None:
     _check_urls_from_event(event)
@@ -240,10 +257,11 @@ def _bodies() -> st.SearchStrategy[bytes]:
     return as_json | as_json | st.binary(max_size=200)
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=scaled(150, deep=2), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(st.tuples(http_statuses, _bodies()), min_size=1, max_size=8))
 def test_trigger_events_from_fuzzed_responses(responses: list[tuple[int, bytes]]) -> None:
     """Fuzzed fetch answers through ``VideoFetchTrigger.run``: one JSON event, no key, http(s) URLs."""
+    _count(len(responses))
     import asyncio
     import types
     from unittest import mock
@@ -348,7 +366,7 @@ echo_fields = st.fixed_dictionaries(
 )
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=scaled(200, deep=2), deadline=None)
 @given(
     st.sampled_from([200, 200, 400, 401, 402, 404, 429, 500, 503]),
     echo_fields,
@@ -365,6 +383,7 @@ def test_an_echoed_key_never_leaves_the_transports(
     from modelslab_provider.client.policy import RetryPolicy
     from modelslab_provider.client.sync import ModelsLabClient
 
+    _count()
     body = json.dumps(_echoing(data, CANARY, spots)).encode()
     settings_ = ClientSettings(api_key=CANARY, base_url="https://modelslab.com", max_retries=1)
     session = _Session(status_code, body)

@@ -869,3 +869,63 @@ def test_api_version_and_endpoint_must_agree() -> None:
     with pytest.raises(AirflowFailException, match="init_image must be"):
         text_op(api_version="v7", model_id="m", init_image=["ok", ""]).build_payload()
     assert {"init_image", "init_audio"} <= set(ModelsLabTextToVideoOperator.template_fields)
+
+
+# --------------------------------------------------------------------------- issue 11 (4, 7, 8)
+
+
+def test_deferred_wait_ends_at_execution_timeout_and_says_so(sim: Simulator) -> None:
+    """Issue 11.7: Airflow 3 ignores execution_timeout while deferred; the trigger's deadline holds it."""
+    ctx = context()
+    before = time.time()
+    op = text_op("never [sim:outcome=never]", deferrable=True, execution_timeout=timedelta(seconds=20))
+    with pytest.raises(TaskDeferred) as exc:
+        op.execute(ctx)
+    kwargs = exc.value.trigger.serialize()[1]
+    # counted from the try's execute, like Airflow's own execution_timeout
+    assert before + 20 <= kwargs["deadline"] <= time.time() + 20
+    assert kwargs["limit"] == "execution_timeout of 20 s"
+    # the default timeout (3600 s) is the limit when execution_timeout is later or unset
+    later = text_op(deferrable=True, execution_timeout=timedelta(hours=5))
+    with pytest.raises(TaskDeferred) as exc:
+        later.execute(context())
+    assert exc.value.trigger.serialize()[1]["limit"] == "timeout of 3600 s"
+    # the resumed task names the limit
+    event = run_trigger(
+        VideoFetchTrigger(**{**kwargs, "deadline": time.time() + 0.2, "poll_policy": {"min_interval": 0.05}})
+    )
+    with pytest.raises(AirflowException, match="execution_timeout of 20 s ran out") as failed:
+        op.execute_complete(ctx, event)
+    assert not isinstance(failed.value, AirflowFailException)
+
+
+def test_sync_wait_never_overshoots_its_deadline(sim: Simulator, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 11.8: one fetch with its retries (4 x 20 s here) is cut at the task's timeout."""
+    conn = {
+        "conn_type": "modelslab",
+        "password": KEY,
+        "host": sim.url,
+        "extra": {"timeout": 30, "max_retries": 4},
+    }
+    monkeypatch.setenv("AIRFLOW_CONN_MODELSLAB_SLOW", json.dumps(conn))
+    op = text_op(
+        "slow [sim:duration=0 fault=slow slow_s=20 fault_on=1,2,3,4]",
+        modelslab_conn_id="modelslab_slow",
+        timeout=2,
+    )
+    started = time.monotonic()
+    with pytest.raises(AirflowException, match="timeout of 2 s ran out"):
+        op.execute(context())
+    assert time.monotonic() - started < 5
+
+
+@needs_store
+def test_a_stored_job_that_failed_with_rate_limit_words_is_not_reconnected_to(sim: Simulator) -> None:
+    """Issue 11.4 on 3.3+: the failed job is not mistaken for a rate limit (a live job to wait for)."""
+    job = client(sim).submit(
+        "text2video", {"prompt": "a cat [sim:duration=0 outcome=failed fail_text=ratelimit]"}
+    )
+    time.sleep(0.1)
+    op = text_op(timeout=5)
+    store = stored_job(job.request_id, op)
+    assert op.get_job_status(store.get(STATE_KEY), context(store)) == "failed"

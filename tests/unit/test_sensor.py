@@ -96,7 +96,8 @@ def test_poke_returns_the_urls_as_xcom_and_accepts_an_int_id(sim: Simulator) -> 
     assert outcome.is_done
     assert isinstance(outcome.xcom_value, list)
     assert outcome.xcom_value[0].startswith(sim.url)
-    assert vars(op) == attributes  # nothing kept on self between pokes
+    # nothing kept on self between pokes but the cached hook (one client, one keep-alive session)
+    assert {k: v for k, v in vars(op).items() if k != "hook"} == attributes
 
 
 @pytest.mark.parametrize("outcome", ["failed", "error", "cancelled", "expired"])
@@ -146,7 +147,7 @@ def test_success_without_urls_is_bounded_with_a_state_store(sim: Simulator) -> N
     assert op.poke(context) is False
     with pytest.raises(AirflowFailException, match="no output URL"):
         op.poke(context)
-    saved = context["task_state_store"].get(f"{STATE_KEY}:{job}")
+    saved = context["task_state_store"].get(f"{STATE_KEY}:{job}:0")
     assert saved["empty_success_polls"] == 3
     assert saved["polls"] == 3
 
@@ -172,7 +173,7 @@ def test_counters_survive_between_pokes_only_in_the_store(sim: Simulator) -> Non
     store = StateStore()
     for _ in range(3):
         assert sensor(job).poke({"task_state_store": store}) is False  # a fresh instance per poke
-    assert store.get(f"{STATE_KEY}:{job}")["polls"] == 3
+    assert store.get(f"{STATE_KEY}:{job}:0")["polls"] == 3
 
 
 # --------------------------------------------------------------------------- deferrable
@@ -255,3 +256,141 @@ def test_importing_the_sensor_does_not_import_http_libraries() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
     assert out.stdout.strip() == "[]"
+
+
+# --------------------------------------------------------------------------- issues 11 and 12
+
+
+class LogRecorder:
+    """Stands in for the operator's logger: Airflow's structlog output does not reach caplog."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def _record(self, msg: str, *args: Any, **_: Any) -> None:
+        self.lines.append(msg % args if args else msg)
+
+    info = warning = error = debug = exception = _record
+
+    @property
+    def text(self) -> str:
+        return "\n".join(self.lines)
+
+
+def recording(monkeypatch: pytest.MonkeyPatch) -> LogRecorder:
+    recorder = LogRecorder()
+    monkeypatch.setattr(VideoFetchSensor, "log", property(lambda self: recorder))
+    return recorder
+
+
+class FakeTI:
+    def __init__(self, try_number: int = 1, start_date: Any = None) -> None:
+        self.try_number = try_number
+        self.start_date = start_date
+
+
+def test_counters_are_scoped_to_the_try(sim: Simulator) -> None:
+    """Issue 11.12: Airflow's store rows are shared by every try; a retry starts its own count."""
+    job = submit(sim, "outcome=never")
+    store = StateStore()
+    for _ in range(3):
+        assert sensor(job).poke({"task_state_store": store, "ti": FakeTI(1)}) is False
+    assert sensor(job).poke({"task_state_store": store, "ti": FakeTI(2)}) is False
+    assert store.get(f"{STATE_KEY}:{job}:1")["polls"] == 3
+    assert store.get(f"{STATE_KEY}:{job}:2")["polls"] == 1
+
+
+def test_empty_success_count_of_an_earlier_try_is_not_inherited(sim: Simulator) -> None:
+    job = submit(sim, "duration=0 empty_polls=-1")
+    store = StateStore()
+    op = sensor(job, poll_policy={"max_empty_success_polls": 2})
+    assert op.poke({"task_state_store": store, "ti": FakeTI(1)}) is False
+    assert op.poke({"task_state_store": store, "ti": FakeTI(1)}) is False
+    # a retry gets the full allowance again instead of failing on its first poke
+    assert op.poke({"task_state_store": store, "ti": FakeTI(2)}) is False
+
+
+def test_undocumented_fetch_url_is_ignored_with_a_warning(
+    sim: Simulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 11.11: only v6/v7 ``fetch/{id}`` of this request on the connection's origin is polled."""
+    log = recording(monkeypatch)
+    job = submit(sim, "duration=0")
+    op = sensor(job, fetch_url=f"{sim.url}/api/wallet_balance")
+    outcome = op.poke({})
+    assert isinstance(outcome, PokeReturnValue)
+    assert "Ignoring fetch_url" in log.text
+    paths = [r["path"] for r in sim.requests()]
+    assert "/api/wallet_balance" not in paths
+    assert f"/api/v6/video/fetch/{job}" in paths
+
+
+def test_documented_fetch_url_is_polled_as_is(sim: Simulator, monkeypatch: pytest.MonkeyPatch) -> None:
+    log = recording(monkeypatch)
+    job = submit(sim, "duration=0")
+    op = sensor(job, fetch_url=f"{sim.url}/api/v7/video-fusion/fetch/{job}")
+    assert op.poke({})
+    assert "Ignoring fetch_url" not in log.text
+    assert f"/api/v7/video-fusion/fetch/{job}" in [r["path"] for r in sim.requests()]
+
+
+def test_a_poke_never_overshoots_the_sensor_timeout(sim: Simulator, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 11.8: a slow API cannot stretch one poke (with its retries) past the sensor's limit."""
+    conn = {
+        "conn_type": "modelslab",
+        "password": KEY,
+        "host": sim.url,
+        "extra": {"max_retries": 4, "timeout": 30},
+    }
+    monkeypatch.setenv("AIRFLOW_CONN_MODELSLAB_SLOW", json.dumps(conn))
+    job = submit(sim, "duration=0 fault=slow slow_s=20 fault_on=1,2,3,4")
+    op = sensor(job, modelslab_conn_id="modelslab_slow", timeout=2)
+    started = time.monotonic()
+    assert op.poke({}) is False
+    assert time.monotonic() - started < 4  # was 4 x 20 s
+
+
+def test_deferrable_sensor_honours_execution_timeout_and_poke_interval(sim: Simulator) -> None:
+    """Issues 11.7 and 12.5: the trigger's deadline is the earlier limit; poke_interval floors polls."""
+    from datetime import UTC, datetime
+
+    job = submit(sim, "outcome=never")
+    op = sensor(job, deferrable=True, timeout=3600, execution_timeout=timedelta(seconds=20), poke_interval=30)
+    started = datetime.now(UTC)
+    with pytest.raises(TaskDeferred) as info:
+        op.execute({"ti": FakeTI(1, started)})
+    kwargs = info.value.trigger.serialize()[1]
+    assert kwargs["deadline"] == pytest.approx(started.timestamp() + 20, abs=1)
+    assert kwargs["limit"] == "execution_timeout of 20 s"
+    assert info.value.timeout.total_seconds() <= 20
+    assert kwargs["poll_policy"]["min_interval"] == 30
+    assert kwargs["poll_policy"]["interval"] >= 30
+    assert kwargs["poll_policy"]["max_interval"] >= 30
+
+
+def test_deferrable_sensor_keeps_a_finer_poll_policy_when_poke_interval_is_small(sim: Simulator) -> None:
+    job = submit(sim, "outcome=never")
+    op = sensor(job, deferrable=True, poke_interval=0.01, poll_policy={"min_interval": 2, "max_interval": 9})
+    with pytest.raises(TaskDeferred) as info:
+        op.execute({})
+    policy = info.value.trigger.serialize()[1]["poll_policy"]
+    assert (policy["min_interval"], policy["max_interval"]) == (2, 9)
+
+
+def test_the_sensor_caches_its_hook_and_uses_the_default_conn_id() -> None:
+    """Issue 12.4: one hook per sensor, like the operators; one default conn id."""
+    from modelslab_provider.client.core import DEFAULT_CONN_ID
+    from modelslab_provider.hooks.modelslab import ModelsLabHook
+
+    op = sensor("7")
+    assert op.hook is op.hook
+    assert op.hook.modelslab_conn_id == DEFAULT_CONN_ID == ModelsLabHook.default_conn_name
+
+
+def test_sensor_logs_progress_in_the_tracker_wording(sim: Simulator, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 12.3: one wording (WaitTracker.describe) for the sensor, the trigger and the operator."""
+    log = recording(monkeypatch)
+    job = submit(sim, "outcome=never eta=100")
+    assert sensor(job).poke({}) is False
+    assert f"ModelsLab request {job}: status processing, ETA" in log.text
+    assert "poll 1," in log.text

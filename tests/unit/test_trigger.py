@@ -303,6 +303,7 @@ def test_serialize_round_trips_exactly_with_json_only_kwargs() -> None:
         "eta",
         "deadline",
         "poll_policy",
+        "limit",
     }
 
 
@@ -377,3 +378,63 @@ def test_timeout_exception_is_chosen_by_the_caller() -> None:
     )
     with pytest.raises(AirflowSensorTimeout, match="late"):
         raise_timeout()
+
+
+# --------------------------------------------------------------------------- issue 11 (6, 7, 13, 4)
+
+
+async def test_missing_connection_is_a_final_config_error_naming_it(sim: Sim) -> None:
+    """Issue 11.6: not an "unexpected", retryable error: the message names the connection to create."""
+    job = await sim.submit("duration=0")
+    event = await run(trigger(job["id"], modelslab_conn_id="no_such_modelslab_conn"))
+    assert event["status"] == "error"
+    assert event["error_type"] == "config"
+    assert "no_such_modelslab_conn" in event["message"]
+    assert "is not defined" in event["message"]
+    with pytest.raises(AirflowFailException, match="no_such_modelslab_conn"):
+        urls_from_event(event, conn_id="no_such_modelslab_conn")
+
+
+async def test_timeout_event_names_the_limit_that_was_hit(sim: Sim) -> None:
+    """Issue 11.7: the trigger's deadline may come from execution_timeout; the message says which."""
+    job = await sim.submit("outcome=never")
+    event = await run(trigger(job["id"], deadline=time.time() + 0.3, limit="execution_timeout of 20 s"))
+    assert event["status"] == "timeout"
+    assert "when the task's execution_timeout of 20 s ran out" in event["message"]
+
+
+async def test_success_event_carries_compacted_meta(sim: Sim) -> None:
+    """Issue 11.13: a huge echoed field (e.g. a base64 init_image) is shortened in the stored event."""
+    client = AsyncModelsLabClient(ClientSettings(api_key=KEY, base_url=sim.url))
+    blob = "data:image/png;base64," + "A" * 50_000
+    result = await client.submit("img2video", {"init_image": blob, "prompt": "a cat [sim:duration=0.1]"})
+    event = await run(trigger(result.request_id))
+    assert event["status"] == "success"
+    meta = event["details"]["meta"]
+    assert meta["init_image"].endswith("characters, shortened)")
+    assert len(json.dumps(event)) < 5_000
+
+
+@pytest.mark.parametrize("fail_text", ["ratelimit", "refunded", "auth"])
+async def test_failed_job_with_misleading_words_ends_at_once(sim: Sim, fail_text: str) -> None:
+    """Issue 11.4: a failed job whose message mentions a rate limit is not polled until the deadline."""
+    job = await sim.submit(f"polls=2 eta=0.1 outcome=failed fail_text={fail_text}")
+    started = time.monotonic()
+    event = await run(trigger(job["id"], deadline=time.time() + 30))
+    assert event["status"] == "failed"
+    assert sim.polls(job["id"]) == 2
+    assert time.monotonic() - started < 10
+    with pytest.raises(AirflowFailException):
+        urls_from_event(event, conn_id="modelslab_default")
+
+
+async def test_403_ends_the_wait_with_a_final_plan_error(sim: Sim) -> None:
+    """Issue 11.5: 403 is "feature not on your plan": final, and not a key problem."""
+    job = await sim.submit("duration=5 fault=403 fault_on=1,2,3,4,5,6")
+    event = await run(trigger(job["id"]))
+    assert event["status"] == "error"
+    assert event["error_type"] == "plan"
+    assert "current plan" in event["message"]
+    assert sim.polls(job["id"]) == 1
+    with pytest.raises(AirflowFailException, match="current plan"):
+        urls_from_event(event, conn_id="modelslab_default")

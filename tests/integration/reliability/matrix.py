@@ -196,6 +196,24 @@ FAULTS: tuple[Fault, ...] = (
         "Processing failed: simulated failure",
     ),
     Fault(
+        "failed_ratelimit",
+        "Terminal `failed` whose message mentions a rate limit",
+        "polls=2 eta=1 outcome=failed fail_text=ratelimit",
+        "failed",
+        2,
+        "Provider rate limit exceeded",
+        note="a finished job's status wins over its message's words: no polling until the timeout",
+    ),
+    Fault(
+        "http403",
+        "HTTP 403 (feature not on the current plan)",
+        "polls=3 eta=1 fault=403 fault_on=2,3,4,5,6,7,8,9,10",
+        "failed",
+        2,
+        "not available on your current plan",
+        note="final, and not reported as a bad key",
+    ),
+    Fault(
         "no_urls",
         "`success` without URLs, never filled",
         "polls=2 eta=1 empty_polls=-1",
@@ -211,7 +229,6 @@ FAULTS: tuple[Fault, ...] = (
         "success",
         4,
         "but no output URL yet",
-        message_by_column={"op_sync": "without output URLs yet"},
     ),
     Fault(
         "not_found",
