@@ -190,7 +190,7 @@ def test_single_endpoint_for_too_few_inputs() -> None:
 def test_parse_submit() -> None:
     assert b.parse_batch_submit({"status": "processing", "id": 48213, "batch_id": 48213}).batch_id == "48213"
     assert b.parse_batch_submit({"status": "processing", "batch_id": "77"}).batch_id == "77"
-    with pytest.raises(ModelsLabRequestError, match="nothing was queued.*prompt is required"):
+    with pytest.raises(ModelsLabRequestError, match=r"nothing was queued.*prompt is required"):
         b.parse_batch_submit({"status": "error", "message": "requests[2]: prompt is required"})
     with pytest.raises(ModelsLabAuthError):
         b.parse_batch_submit({"status": "error", "message": "Invalid API key"})
@@ -225,9 +225,11 @@ def test_fetch_orders_entries_by_index_and_reads_refunded() -> None:
     assert [e.index for e in status.entries] == [0, 1, 2]
     assert [e.status for e in status.entries] == [Status.DONE, Status.FAILED, Status.DONE]
     assert status.entries[0].urls == ("https://cdn.example/0.mp4",)
-    assert status.entries[1].refunded is True and status.entries[1].urls == ()
+    assert status.entries[1].refunded is True
+    assert status.entries[1].urls == ()
     assert status.entries[1].message == "Processing failed: timeout"
-    assert status.entries[2].track_id == "t2" and status.entries[2].request_id == "9002"
+    assert status.entries[2].track_id == "t2"
+    assert status.entries[2].request_id == "9002"
 
 
 def test_fetch_processing_is_not_finished_whatever_the_top_level_says() -> None:
@@ -236,7 +238,8 @@ def test_fetch_processing_is_not_finished_whatever_the_top_level_says() -> None:
         "results": [_result(0, "success"), _result(1, "processing"), _result(2, "success")],
     }
     status = b.parse_batch_fetch(data, "5", 3)
-    assert not status.finished and status.running == 1
+    assert not status.finished
+    assert status.running == 1
     # a short results list is not finished either
     assert not b.parse_batch_fetch(
         {"status": "processing", "results": [_result(0, "success")]}, "5", 3
@@ -244,7 +247,7 @@ def test_fetch_processing_is_not_finished_whatever_the_top_level_says() -> None:
 
 
 def test_fetch_batch_not_found_and_call_errors() -> None:
-    with pytest.raises(ModelsLabNotFoundError, match="batch 77.*Batch not found"):
+    with pytest.raises(ModelsLabNotFoundError, match=r"batch 77.*Batch not found"):
         b.parse_batch_fetch({"status": "failed", "message": "Batch not found"}, "77", 3)
     with pytest.raises(ModelsLabAuthError):
         b.parse_batch_fetch({"status": "error", "message": "Invalid API key"}, "77", 3)
@@ -302,8 +305,10 @@ def test_assemble_in_input_order_with_partial_failure() -> None:
     results = b.assemble(_jobs(), finished, 6)
     assert [r.index for r in results] == list(range(6))
     assert [r.status for r in results] == ["success", "success", "success", "success", "failed", "success"]
-    assert results[3].urls == ("https://cdn/0.mp4",) and results[3].job_id == "11"
-    assert results[4].refunded is True and results[4].urls == ()
+    assert results[3].urls == ("https://cdn/0.mp4",)
+    assert results[3].job_id == "11"
+    assert results[4].refunded is True
+    assert results[4].urls == ()
     summary = b.failure_summary(results)
     assert summary == "input 4 (track_id e, request 201, refunded): Processing failed: timeout"
     assert results[4].to_dict() == {
@@ -351,11 +356,13 @@ def test_batch_wait_rounds() -> None:
     running = b.EntryResult(2, Status.RUNNING, "processing")
     wait.on_status("2", (_done(0), _done(1), running))
     decision = wait.next_round(10.0)
-    assert decision.action is Action.WAIT and 1 <= decision.delay <= 90
+    assert decision.action is Action.WAIT
+    assert 1 <= decision.delay <= 90
     assert wait.pending() == ["2"]  # a finished batch is never fetched again
     wait.on_status("2", (_done(0), _done(1), _done(2)))
     assert wait.next_round(20.0).action is Action.DONE
-    assert wait.fetches == 3 and wait.rounds == 2
+    assert wait.fetches == 3
+    assert wait.rounds == 2
 
 
 def test_batch_wait_errors_and_deadline() -> None:
@@ -363,8 +370,10 @@ def test_batch_wait_errors_and_deadline() -> None:
     decision = wait.next_round(5.0, [ModelsLabTransientError("HTTP 502", status_code=502)])
     assert decision.action is Action.WAIT  # polls are free: transient errors only delay
     decision = wait.next_round(6.0, [ModelsLabNotFoundError("Batch not found")])
-    assert decision.action is Action.FAIL and isinstance(decision.error, ModelsLabNotFoundError)
+    assert decision.action is Action.FAIL
+    assert isinstance(decision.error, ModelsLabNotFoundError)
     decision = wait.next_round(60.0)
-    assert decision.action is Action.FAIL and isinstance(decision.error, ModelsLabTimeoutError)
+    assert decision.action is Action.FAIL
+    assert isinstance(decision.error, ModelsLabTimeoutError)
     assert "8 minutes" in str(decision.error)
     assert not isinstance(decision.error, ModelsLabJobFailedError)
