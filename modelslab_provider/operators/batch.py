@@ -33,11 +33,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import random
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from functools import cached_property
-from typing import TYPE_CHECKING, Any, ClassVar, NoReturn
+from typing import TYPE_CHECKING, Any, ClassVar, NoReturn, TypeVar
 
 from airflow.providers.common.compat.sdk import (
     AirflowException,
@@ -55,6 +56,7 @@ from modelslab_provider.client.errors import (
     ModelsLabConfigError,
     ModelsLabError,
     ModelsLabNotFoundError,
+    ModelsLabRateLimitError,
     ModelsLabRequestError,
     ModelsLabTimeoutError,
 )
@@ -64,6 +66,8 @@ from modelslab_provider.version_compat import AIRFLOW_V_3_3_PLUS
 
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
+
+T = TypeVar("T")
 
 XCOM_BATCH_IDS = "batch_ids"
 XCOM_REQUEST_IDS = "request_ids"
@@ -285,13 +289,17 @@ class ModelsLabVideoBatchOperator(BaseOperator):
         except ModelsLabError as exc:
             raise AirflowFailException(str(exc)) from None
         client = ModelsLabClient(settings, retry=PaidCallRetryPolicy(max_attempts=settings.max_retries))
-        what = f"{'batch' if kind == 'batch' else 'request'} for inputs {offset}..{offset + size - 1}"
+        what = (
+            f"batch for inputs {offset}..{offset + size - 1}"
+            if kind == "batch"
+            else f"request for input {offset}"
+        )
         try:
             if kind == "batch":
-                submitted = client.submit_batch(body)
+                submitted = self._until_queue_has_room(lambda: client.submit_batch(body), what)
                 job_id, eta, fetch_url, api_version = submitted.batch_id, None, None, "v6"
             else:
-                result = client.submit(endpoint, body)
+                result = self._until_queue_has_room(lambda: client.submit(endpoint, body), what)
                 if result.status is Status.FAILED:
                     raise ModelsLabRequestError(f"ModelsLab refused the request: {result.message}")
                 if result.request_id is None:
@@ -314,6 +322,31 @@ class ModelsLabVideoBatchOperator(BaseOperator):
             "eta": eta,
             "submitted_at": time.time(),
         }
+
+    def _until_queue_has_room(self, call: Callable[[], T], what: str) -> T:
+        """Repeat a submit ModelsLab refused with 429 (nothing was queued) until the budget is spent."""
+        give_up = time.time() + self.timeout
+        attempt = 0
+        while True:
+            try:
+                return call()
+            except ModelsLabRateLimitError as exc:
+                attempt += 1
+                base = (
+                    exc.retry_after
+                    if exc.retry_after is not None
+                    else min(60.0, 5.0 * 2 ** min(attempt - 1, 4))
+                )
+                delay = base * (1 + 0.5 * random.random())  # noqa: S311  (spread many tasks' retries)
+                if time.time() + delay > give_up:
+                    raise
+                self.log.warning(
+                    "ModelsLab refused the %s: the account's queue is full (%s); submitting again in %.1f s",
+                    what,
+                    exc,
+                    delay,
+                )
+                time.sleep(delay)
 
     def _submit_failure(
         self, exc: ModelsLabError, what: str, track_ids: list[str], done: list[dict[str, Any]]
