@@ -48,28 +48,6 @@ class RetryPolicy:
         return base * (0.5 + jitter / 2)
 
 
-def may_repeat_paid_call(error: BaseException) -> bool:
-    """True only when a paid call (submit, batch submit) provably never reached ModelsLab.
-
-    That is HTTP 429 (ModelsLab refused it) or a failure before any byte was sent (connection
-    refused, DNS, connect timeout: transient, not ambiguous, no HTTP status). A 5xx, a read
-    timeout, a dropped connection or an unreadable 200 may hide an accepted, billed request.
-    """
-    if isinstance(error, ModelsLabRateLimitError):
-        return True
-    return isinstance(error, ModelsLabTransientError) and not error.ambiguous and error.status_code is None
-
-
-@dataclass(frozen=True)
-class PaidCallRetryPolicy(RetryPolicy):
-    """The retries of a paid call: only those :func:`may_repeat_paid_call` allows."""
-
-    def delay(self, attempt: int, error: BaseException, *, idempotent: bool, jitter: float) -> float | None:
-        if not may_repeat_paid_call(error):
-            return None
-        return super().delay(attempt, error, idempotent=True, jitter=jitter)
-
-
 @dataclass(frozen=True)
 class PollPolicy:
     """When to fetch a running job next, from the time since submission and the API's ``eta``.
@@ -250,3 +228,25 @@ class WaitTracker:
                 return Decision(Action.FAIL, error=self.timeout_error(now))
             delay = min(delay, remaining)
         return Decision(Action.WAIT, delay=delay)
+
+
+def never_reached(error: BaseException) -> bool:
+    """True only when a paid call (submit, batch submit) provably never reached ModelsLab.
+
+    That is HTTP 429 (ModelsLab refused it) or a failure before any byte was sent (connection
+    refused, DNS, connect timeout: transient, not ambiguous, no HTTP status). A 5xx, a read
+    timeout, a dropped connection or an unreadable 200 may hide an accepted, billed request.
+    """
+    if isinstance(error, ModelsLabRateLimitError):
+        return True
+    return isinstance(error, ModelsLabTransientError) and not error.ambiguous and error.status_code is None
+
+
+@dataclass(frozen=True)
+class PaidCallRetryPolicy(RetryPolicy):
+    """The retries of a paid call: only those :func:`never_reached` allows."""
+
+    def delay(self, attempt: int, error: BaseException, *, idempotent: bool, jitter: float) -> float | None:
+        if not never_reached(error):
+            return None
+        return super().delay(attempt, error, idempotent=True, jitter=jitter)

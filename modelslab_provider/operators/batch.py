@@ -60,7 +60,7 @@ from modelslab_provider.client.errors import (
     ModelsLabRequestError,
     ModelsLabTimeoutError,
 )
-from modelslab_provider.client.policy import Action, PaidCallRetryPolicy, PollPolicy, may_repeat_paid_call
+from modelslab_provider.client.policy import Action, PaidCallRetryPolicy, PollPolicy, never_reached
 from modelslab_provider.hooks.modelslab import ModelsLabHook
 from modelslab_provider.version_compat import AIRFLOW_V_3_3_PLUS
 
@@ -364,7 +364,7 @@ class ModelsLabVideoBatchOperator(BaseOperator):
             )
         if isinstance(exc, ModelsLabRequestError | ModelsLabConfigError | ModelsLabNotFoundError):
             return AirflowFailException(f"ModelsLab refused the {what}: {exc}.{before}")
-        if may_repeat_paid_call(exc):
+        if never_reached(exc):
             return AirflowException(
                 f"ModelsLab could not take the {what}: {exc}. It was not submitted, so a retry is "
                 f"safe.{before}"

@@ -18,7 +18,7 @@ from modelslab_provider.client.errors import (
     ModelsLabTimeoutError,
     ModelsLabTransientError,
 )
-from modelslab_provider.client.policy import Action, PaidCallRetryPolicy, PollPolicy, may_repeat_paid_call
+from modelslab_provider.client.policy import Action, PaidCallRetryPolicy, PollPolicy, never_reached
 
 SETTINGS = ClientSettings(api_key="sk-batch-core-key-123", base_url="http://127.0.0.1:9")
 
@@ -335,12 +335,12 @@ def test_assemble_missing_entry_counts_as_failed() -> None:
 
 
 def test_paid_calls_repeat_only_when_provably_not_sent() -> None:
-    assert may_repeat_paid_call(ModelsLabTransientError("refused"))  # connect error: no status, not ambiguous
-    assert may_repeat_paid_call(ModelsLabRateLimitError("429", status_code=429))
-    assert not may_repeat_paid_call(ModelsLabTransientError("HTTP 500", status_code=500))
-    assert not may_repeat_paid_call(ModelsLabTransientError("HTTP 503", status_code=503))
-    assert not may_repeat_paid_call(ModelsLabTransientError("read timeout", ambiguous=True))
-    assert not may_repeat_paid_call(ModelsLabRequestError("bad"))
+    assert never_reached(ModelsLabTransientError("refused"))  # connect error: no status, not ambiguous
+    assert never_reached(ModelsLabRateLimitError("429", status_code=429))
+    assert not never_reached(ModelsLabTransientError("HTTP 500", status_code=500))
+    assert not never_reached(ModelsLabTransientError("HTTP 503", status_code=503))
+    assert not never_reached(ModelsLabTransientError("read timeout", ambiguous=True))
+    assert not never_reached(ModelsLabRequestError("bad"))
     policy = PaidCallRetryPolicy(max_attempts=4)
     assert (
         policy.delay(1, ModelsLabTransientError("HTTP 502", status_code=502), idempotent=False, jitter=0)

@@ -23,8 +23,8 @@ from modelslab_provider.simulator import Simulator
 from modelslab_provider.triggers.batch import BatchFetchTrigger
 from tests.unit.test_operators import KEY, FakeStore, needs_store, run_trigger
 from tests.unit.test_operators import FakeTI as _FakeTI
-from tests.unit.test_operators import server as server  # noqa: F401  (fixture)
-from tests.unit.test_operators import sim as sim  # noqa: F401  (fixture)
+from tests.unit.test_operators import server as server  # fixture
+from tests.unit.test_operators import sim as sim  # fixture
 
 FAST: dict[str, Any] = {"poll_interval": 0.05, "max_poll_interval": 0.2}
 
@@ -57,14 +57,14 @@ def batch_submits(sim: Simulator) -> list[dict[str, Any]]:
 
 
 def run_deferrable(task: ModelsLabVideoBatchOperator, ctx: dict[str, Any]) -> Any:
-    try:
-        return task.execute(ctx)
-    except TaskDeferred as deferred:
-        assert isinstance(deferred.trigger, BatchFetchTrigger)
-        json.dumps(deferred.trigger.serialize()[1])  # JSON-only kwargs
-        assert KEY not in json.dumps(deferred.trigger.serialize()[1])
-        event = run_trigger(deferred.trigger)  # type: ignore[arg-type]
-        return getattr(task, deferred.method_name)(ctx, event=event)
+    with pytest.raises(TaskDeferred) as info:
+        task.execute(ctx)
+    deferred = info.value
+    assert isinstance(deferred.trigger, BatchFetchTrigger)
+    kwargs = json.dumps(deferred.trigger.serialize()[1])  # JSON-only kwargs
+    assert KEY not in kwargs
+    event = run_trigger(deferred.trigger)  # type: ignore[arg-type]
+    return getattr(task, deferred.method_name)(ctx, event=event)
 
 
 def test_sync_batch_results_in_input_order(sim: Simulator) -> None:
@@ -174,7 +174,7 @@ def test_submit_429_is_repeated_once_the_queue_has_room(sim: Simulator) -> None:
 
 def test_refused_batch_fails_at_once(sim: Simulator) -> None:
     sim.configure(api_key="sk-some-other-account-key")
-    with pytest.raises(AirflowFailException, match="Invalid API key.*Check the API key"):
+    with pytest.raises(AirflowFailException, match=r"Invalid API key.*Check the API key"):
         op(prompts=prompts(3)).execute(context())
     assert len(batch_submits(sim)) == 1
     assert sim.stats()["batches_created"] == 0
