@@ -14,6 +14,7 @@ The docs do not say which top-level status a mixed outcome reports; the simulato
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -84,7 +85,8 @@ def submit_batch(state: SimState, body: dict[str, Any], key: Any, base_url: str)
     except MarkerError as exc:
         return error_reply(f"Invalid simulator marker: {exc}", 400)
     if sc.submit_fault:
-        marker_id = "batch:" + (" ".join(markers) or "<default>")
+        # counted per batch content: a repeat of the same batch meets the same fault budget
+        marker_id = "batch:" + json.dumps(body.get("requests"), sort_keys=True, default=str)
         if state.submit_fault_counts[marker_id] < sc.submit_fault_times:
             state.submit_fault_counts[marker_id] += 1
             state.rejections["fault"] += 1
