@@ -113,6 +113,8 @@ def run(quick: bool = False) -> Result:
                     "fetches_per_video": fetches / videos,
                     "worker_runs": len(segments),
                     "slot_seconds": sum(last - first for first, _, last in segments),
+                    # of which each run spent starting up until the DAG file was parsed
+                    "startup_seconds": sum(parsed - first for first, parsed, _ in segments),
                     "price_units": videos * (BATCH_PRICE_FACTOR if batched else 1.0),
                     "wall_seconds": wall,
                 }
@@ -140,6 +142,7 @@ def run(quick: bool = False) -> Result:
                     line("task retries", "retries", 0),
                     line("worker runs", "worker_runs", 0),
                     line("worker-slot seconds", "slot_seconds", 1),
+                    line("  of which start-up until the DAG was parsed", "startup_seconds", 1),
                     line("relative price (units)", "price_units", 1),
                     line("wall time, trigger to finish (s)", "wall_seconds", 0),
                 ],
