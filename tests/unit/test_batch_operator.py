@@ -21,6 +21,7 @@ from modelslab_provider.client.batch import derive_track_id
 from modelslab_provider.operators.batch import STATE_KEY, ModelsLabVideoBatchOperator
 from modelslab_provider.simulator import Simulator
 from modelslab_provider.triggers.batch import BatchFetchTrigger
+from modelslab_provider.version_compat import AIRFLOW_V_3_3_PLUS
 from tests.unit.test_operators import KEY, FakeStore, needs_store, run_trigger
 from tests.unit.test_operators import FakeTI as _FakeTI
 from tests.unit.test_operators import server as server  # fixture
@@ -94,7 +95,8 @@ def test_sync_batch_results_in_input_order(sim: Simulator) -> None:
     # only batch fetches, never one per video
     assert not [p for p in paths(sim) if p.startswith("/api/v6/video/fetch/")]
     assert sim.stats()["batch_fetches"] >= 1
-    assert ctx["task_state_store"].data[STATE_KEY]["jobs"][0]["id"] == batch_id or not needs_store
+    if AIRFLOW_V_3_3_PLUS:  # the ids are remembered for a retry right after the submit
+        assert ctx["task_state_store"].data[STATE_KEY]["jobs"][0]["id"] == batch_id
     assert KEY not in json.dumps(ti.xcom)
 
 
