@@ -33,6 +33,7 @@ def get_provider_info() -> dict[str, Any]:
                 "python-modules": [
                     "modelslab_provider.operators.video",
                     "modelslab_provider.operators.storage",
+                    "modelslab_provider.operators.batch",
                 ],
             }
         ],
@@ -40,7 +41,10 @@ def get_provider_info() -> dict[str, Any]:
             {"integration-name": "ModelsLab", "python-modules": ["modelslab_provider.sensors.video"]}
         ],
         "triggers": [
-            {"integration-name": "ModelsLab", "python-modules": ["modelslab_provider.triggers.video"]}
+            {
+                "integration-name": "ModelsLab",
+                "python-modules": ["modelslab_provider.triggers.video", "modelslab_provider.triggers.batch"],
+            }
         ],
         "extra-links": ["modelslab_provider.operators.video.ModelsLabVideoLink"],
         # lets the OpenLineage provider turn the http(s) URLs the operators report to Airflow's

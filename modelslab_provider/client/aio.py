@@ -14,7 +14,8 @@ import weakref
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from modelslab_provider.client import core
+from modelslab_provider.client import batch, core
+from modelslab_provider.client.batch import BatchStatus
 from modelslab_provider.client.core import ApiRequest, Balance, ClientSettings, VideoResult
 from modelslab_provider.client.errors import ModelsLabError, ModelsLabTransientError
 from modelslab_provider.client.policy import RetryPolicy
@@ -115,6 +116,13 @@ class AsyncModelsLabClient:
 
     async def wallet_balance(self) -> Balance:
         return await self._send(core.build_wallet_balance(self.settings), core.parse_balance)
+
+    async def fetch_batch(self, batch_id: Any, size: int) -> BatchStatus:
+        """Poll one batch once (free; transient failures retried)."""
+        bid = core.normalise_request_id(batch_id)
+        return await self._send(
+            batch.build_batch_fetch(self.settings, bid), lambda d, c: batch.parse_batch_fetch(d, bid, size, c)
+        )
 
     async def _send(self, request: ApiRequest, parse: Callable[[dict[str, Any], int], T]) -> T:
         """Send with retries; ``parse`` runs inside the loop, so a rate limit in a 200 body is retried too."""

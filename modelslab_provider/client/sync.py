@@ -10,7 +10,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from modelslab_provider.client import core
+from modelslab_provider.client import batch, core
+from modelslab_provider.client.batch import BatchStatus, BatchSubmitted
 from modelslab_provider.client.core import ApiRequest, Balance, ClientSettings, Status, VideoResult
 from modelslab_provider.client.errors import (
     ModelsLabAmbiguousSubmitError,
@@ -21,7 +22,14 @@ from modelslab_provider.client.errors import (
     ModelsLabTimeoutError,
     ModelsLabTransientError,
 )
-from modelslab_provider.client.policy import Action, PollPolicy, RetryPolicy, WaitTracker, never_reached
+from modelslab_provider.client.policy import (
+    Action,
+    PaidCallRetryPolicy,
+    PollPolicy,
+    RetryPolicy,
+    WaitTracker,
+    never_reached,
+)
 from modelslab_provider.client.submit import (
     SubmittedRequest,
     ambiguous_submit_error,
@@ -252,6 +260,25 @@ class ModelsLabClient:
 
     def wallet_balance(self) -> Balance:
         return self._send(core.build_wallet_balance(self.settings), core.parse_balance)
+
+    def submit_batch(self, body: Mapping[str, Any]) -> BatchSubmitted:
+        """Submit one Video Batch (paid): repeated only when it provably never reached ModelsLab."""
+        request = batch.build_batch_submit(self.settings, body)
+        paid = PaidCallRetryPolicy(max_attempts=self.retry.max_attempts)
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                return batch.parse_batch_submit(*self._send_once(request))
+            except ModelsLabError as exc:
+                self._sleep(retry_delay(paid, attempt, exc, request, self._jitter()))
+
+    def fetch_batch(self, batch_id: Any, size: int) -> BatchStatus:
+        """Poll one batch once (free; transient failures retried)."""
+        bid = core.normalise_request_id(batch_id)
+        return self._send(
+            batch.build_batch_fetch(self.settings, bid), lambda d, c: batch.parse_batch_fetch(d, bid, size, c)
+        )
 
     def wait(
         self,

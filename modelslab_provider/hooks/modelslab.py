@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     from airflow.sdk import Connection
 
     from modelslab_provider.client.aio import AsyncModelsLabClient
+    from modelslab_provider.client.batch import BatchStatus, BatchSubmitted
     from modelslab_provider.client.submit import SubmittedRequest
     from modelslab_provider.client.sync import ModelsLabClient, QueueFullCallback
 
@@ -352,6 +353,17 @@ class ModelsLabHook(BaseHook):
 
     def wallet_balance(self) -> Balance:
         return self.client.wallet_balance()
+
+    def submit_batch(self, body: Mapping[str, Any]) -> BatchSubmitted:
+        """Submit one Video Batch (paid; see :func:`~modelslab_provider.client.batch.build_batch_body`)."""
+        return self.client.submit_batch(body)
+
+    def fetch_batch(self, batch_id: Any, size: int) -> BatchStatus:
+        return self.client.fetch_batch(batch_id, size)
+
+    async def afetch_batch(self, batch_id: Any, size: int) -> BatchStatus:
+        async with await self.aget_client() as client:
+            return await client.fetch_batch(batch_id, size)
 
     def test_connection(self) -> tuple[bool, str]:
         """Check the key with the free wallet-balance call; never creates paid work.

@@ -17,6 +17,7 @@ from typing import Any
 
 from aiohttp import web
 
+from . import batch as sim_batch
 from .state import ENDPOINTS, PREFIXES, Reply, SimConfig, SimState, error_reply, fingerprint, redact
 
 log = logging.getLogger("modelslab_provider.simulator")
@@ -195,6 +196,28 @@ def _fetch_handler(version: str) -> Handler:
     return fetch
 
 
+async def _batch_submit(request: web.Request) -> web.StreamResponse:
+    ctx = _CTX.get()
+    state = request.app[STATE]
+    reply = _body_or_error(ctx) or sim_batch.submit_batch(state, ctx.body, ctx.key, _base_url(request))
+    return await _send(request, reply)
+
+
+async def _batch_fetch(request: web.Request) -> web.StreamResponse:
+    ctx = _CTX.get()
+    id_text = request.match_info["id"]
+    if ctx.entry is not None:
+        ctx.entry["job_id"] = int(id_text) if id_text.isdigit() else id_text
+    reply = _body_or_error(ctx) or sim_batch.fetch_batch(
+        request.app[STATE], id_text, ctx.key, _base_url(request)
+    )
+    return await _send(request, reply)
+
+
+async def _admin_batches(request: web.Request) -> web.StreamResponse:
+    return web.json_response(sim_batch.batches_snapshot(request.app[STATE]))
+
+
 async def _wallet(request: web.Request) -> web.StreamResponse:
     state = request.app[STATE]
     ctx = _CTX.get()
@@ -295,6 +318,9 @@ def make_app(state: SimState | None = None) -> web.Application:
         for endpoint in sorted(endpoints):
             router.add_post(f"{prefix}/{endpoint}", _submit_handler(version, endpoint))
         router.add_post(prefix + "/fetch/{id}", _fetch_handler(version))
+    router.add_post("/api/v6/video/batch", _batch_submit)
+    router.add_post("/api/v6/video/batch/fetch/{id}", _batch_fetch)
+    router.add_get("/_sim/batches", _admin_batches)
     router.add_post("/api/wallet_balance", _wallet)
     router.add_route("GET", "/api/v6/processing/request_count", _request_count)
     router.add_post("/api/v6/processing/request_count", _request_count)

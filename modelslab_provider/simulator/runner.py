@@ -119,6 +119,12 @@ class Simulator:
         """Jobs by id with endpoint, version, status, polls, timestamps and scenario."""
         return self._call(self.state.jobs_snapshot)
 
+    def batches(self) -> dict[str, Any]:
+        """Video batches by id: entry job ids, track ids, batch polls, refunded job ids."""
+        from .batch import batches_snapshot
+
+        return self._call(lambda: batches_snapshot(self.state))
+
     def stats(self) -> dict[str, Any]:
         """Counters: submits, fetches per job, fetches after a terminal state, faults."""
         return self._call(self.state.stats_snapshot)

@@ -188,6 +188,8 @@ class SimConfig:
     strict_fetch_version: bool = False
     scenario: str = ""
     balance: float = 43.6
+    #: seconds after submission when an unfinished batch entry is failed and refunded (docs: 8 min)
+    batch_entry_limit: float = 480
     api_key_digest: str | None = field(default=None, repr=False)
 
     SETTABLE = (
@@ -202,6 +204,7 @@ class SimConfig:
         "strict_fetch_version",
         "scenario",
         "balance",
+        "batch_entry_limit",
         "api_key",
     )
 
@@ -224,7 +227,7 @@ class SimConfig:
             if str(value) not in allowed:
                 raise ValueError(f"{name} must be one of {', '.join(allowed)}")
             setattr(self, name, str(value) if name == "rate_limit_style" else int(value))
-        elif name in ("duration", "file_delay", "retry_after", "balance"):
+        elif name in ("duration", "file_delay", "retry_after", "balance", "batch_entry_limit"):
             setattr(self, name, _non_negative(name, value))
         elif name == "eta":
             self.eta = None if value is None else _non_negative(name, value)
@@ -312,6 +315,7 @@ class SimState:
         self.counters: Counter[str] = Counter()
         self.rejections: Counter[str] = Counter()
         self.submit_fault_counts: Counter[str] = Counter()
+        self.batches: dict[int, Any] = {}  # id -> simulator.batch.Batch
         self.seq = 0
 
     def reset(self) -> None:
@@ -746,6 +750,11 @@ class SimState:
             "faults": counters["faults"],
             "running": sum(1 for j in self.jobs.values() if j.outcome(now) is None),
             "file_requests": counters["file_requests"],
+            "batch_submits": counters["batch_submits"],
+            "batches_created": counters["batches_created"],
+            "batch_fetches": counters["batch_fetches"],
+            "batch_fetches_per_batch": {str(b.id): b.polls for b in self.batches.values()},
+            "batch_refunds": counters["batch_refunds"],
             "requests": self.seq,
         }
 

@@ -117,3 +117,18 @@ def test_every_markdown_table_is_rectangular(quick: tuple[dict[str, Result], str
     for rows in tables:
         widths = {row.count(" | ") for row in rows}
         assert len(widths) == 1, rows
+
+
+def test_batch_benchmark_counts(quick: tuple[dict[str, Result], str]) -> None:
+    """One paid submit per batch, fewer fetches per video, half the price (quick size: 6 videos)."""
+    batch, single = quick[0]["batch"].rows
+    assert batch["paid_submits"] == 1
+    assert single["paid_submits"] == 6
+    assert batch["task_instances"] == 1
+    assert single["task_instances"] == 6
+    assert batch["fetches"] >= 1
+    assert batch["fetches_per_video"] < single["fetches_per_video"]
+    assert batch["price_units"] * 2 == single["price_units"] == 6
+    for row in (batch, single):
+        assert finite(row["slot_seconds"])
+        assert row["slot_seconds"] > 0

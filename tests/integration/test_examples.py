@@ -24,6 +24,7 @@ EXPECTED_DAG_IDS = {
     "example_modelslab_sensor_external_request": "example_sensor_external_request.py",
     "example_modelslab_v7_text_to_video": "example_v7_text_to_video.py",
     "example_modelslab_v7_image_list": "example_v7_image_list.py",
+    "example_modelslab_video_batch": "example_video_batch.py",
 }
 SAMPLE = resources.files("modelslab_provider.simulator").joinpath("data", "sample.mp4").read_bytes()
 
@@ -220,3 +221,41 @@ def test_v7_image_list(sim: Simulator, airflow_home: Path, tmp_path: Path) -> No
     assert body["duration"] == "5"
     assert "output_type" not in body
     assert_stored(result.xcom("store"), dest, request_id)
+
+
+def test_video_batch(sim: Simulator, airflow_home: Path, tmp_path: Path) -> None:
+    """Prompts from a task -> one batch (one submit, batch fetches only) -> mapped stores -> summary."""
+    dest = tmp_path / "video_batch"
+    dag_id = "example_modelslab_video_batch"
+    prompts = [f"scene {i} [sim:duration={1 + i % 2} eta=1]" for i in range(4)]
+    before = sim.stats()
+    result = run_example(airflow_home, sim, dag_id, {"prompts": prompts, "destination": f"file://{dest}/"})
+    result.assert_state("generate", "success")
+    batch_ids = result.xcom("generate", "batch_ids")
+    assert isinstance(batch_ids, list)
+    assert len(batch_ids) == 1
+    stats = sim.stats()
+    assert stats["batch_submits"] - before["batch_submits"] == 1  # one paid call for four videos
+    assert stats["submits"] == before["submits"]  # no single-video submit
+    assert stats["fetches"] == before["fetches"]  # no per-video fetch: only the batch was polled
+    batch = sim.batches()[batch_ids[0]]
+    assert stats["batch_fetches_per_batch"][batch_ids[0]] >= 1
+    results = result.xcom("generate", "results")
+    assert [r["index"] for r in results] == [0, 1, 2, 3]
+    # input order: entry i is the job made for prompt i (its scenario carries prompt i's duration)
+    jobs = sim.jobs()
+    for i, r in enumerate(results):
+        assert r["status"] == "success"
+        assert r["request_id"] == str(batch["job_ids"][i])
+        assert r["track_id"] == batch["track_ids"][i]
+        assert jobs[r["request_id"]]["scenario"]["duration"] == 1 + i % 2
+    urls = result.xcom("generate")
+    assert urls == [r["urls"] for r in results]
+    stored: list[str] = []
+    for i, r in enumerate(results):
+        result.assert_state("store", "success", map_index=i)
+        uris = result.xcom("store", map_index=i)
+        assert_stored(uris, dest, r["request_id"])
+        stored += uris
+    summary = result.xcom("summarise")
+    assert summary == {"videos": 4, "bytes": 4 * len(SAMPLE), "uris": stored, "refunded": 0}

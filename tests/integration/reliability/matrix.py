@@ -326,6 +326,183 @@ def cells() -> list[tuple[str, str, str]]:
     return [(spec_of[(f.key, c)], f.key, c) for f in FAULTS for c in COLUMN_KEYS if c in f.columns]
 
 
+# --------------------------------------------------------------------------- video batches
+
+#: seconds after submission when the batch simulator fails and refunds an unfinished entry (the
+#: documented 8 minutes, shortened for the tests)
+BATCH_ENTRY_LIMIT = 4
+BATCH_COLUMNS = (
+    Column("batch_sync", "Batch operator sync", "batch", False),
+    Column("batch_deferred", "Batch operator deferred", "batch", True),
+)
+BATCH_COLUMN_KEYS = tuple(c.key for c in BATCH_COLUMNS)
+
+
+@dataclass(frozen=True)
+class BatchFault:
+    """One row of the batch matrix: the markers of a 3-entry batch and what must happen."""
+
+    key: str
+    title: str
+    #: one ``[sim:...]`` scenario per entry (``submit_fault`` and ``fault`` act on the batch calls)
+    entries: tuple[str, str, str]
+    #: the task's final state, on its first try
+    outcome: str
+    #: the outcome of each entry in XCom ``results`` (None: no results, the task failed before)
+    statuses: tuple[str, str, str] | None
+    #: batch submits the simulator must see (always 1: a paid call is never repeated blindly)
+    submits: int
+    #: batch fetches of the cell's batch, inclusive bounds
+    fetches: tuple[int, int]
+    message: str
+    allow_partial_failure: bool = False
+    refunded: tuple[bool, bool, bool] = (False, False, False)
+    runner: str = DAGS_TEST
+    columns: tuple[str, ...] = BATCH_COLUMN_KEYS
+    note: str = ""
+
+
+_OK = "duration=1 eta=1"
+BATCH_FAULTS: tuple[BatchFault, ...] = (
+    BatchFault(
+        "batch_submit_5xx",
+        "Batch submit answers HTTP 500",
+        (f"{_OK} submit_fault=500", _OK, _OK),
+        "failed",
+        None,
+        1,
+        (0, 0),
+        "may or may not have been accepted",
+        note="ambiguous paid call: not repeated; the error names every entry's track_id",
+    ),
+    BatchFault(
+        "batch_submit_dropped",
+        "Batch accepted, then the connection drops",
+        (f"{_OK} submit_fault=drop_after", _OK, _OK),
+        "failed",
+        None,
+        1,
+        (0, 0),
+        "may or may not have been accepted",
+        note="the batch exists and is billed; it is not submitted a second time",
+    ),
+    BatchFault(
+        "batch_fetch_5xx",
+        "Batch fetch answers HTTP 502 twice",
+        (f"{_OK} fault=502 fault_on=1,2", _OK, _OK),
+        "success",
+        ("success", "success", "success"),
+        1,
+        (3, 40),
+        "HTTP 502 with an HTML error page",
+        note="free call: retried; one fetch per batch per round",
+    ),
+    BatchFault(
+        "batch_entry_failed",
+        "One entry fails",
+        (_OK, "duration=1 eta=1 outcome=failed", _OK),
+        "failed",
+        ("success", "failed", "success"),
+        1,
+        (1, 40),
+        "1 of 3 ModelsLab videos failed: input 1",
+        note="fails after all entries finished, naming the input, the API's message and the refund",
+    ),
+    BatchFault(
+        "batch_entry_failed_partial",
+        "One entry fails, `allow_partial_failure=True`",
+        (_OK, "duration=1 eta=1 outcome=failed", _OK),
+        "success",
+        ("success", "failed", "success"),
+        1,
+        (1, 40),
+        "1 of 3 ModelsLab videos failed: input 1",
+        allow_partial_failure=True,
+        note="`return_value[1]` is None",
+    ),
+    BatchFault(
+        "batch_refund",
+        f"Entry unfinished at the batch limit ({BATCH_ENTRY_LIMIT} s here, 8 min documented)",
+        (_OK, "outcome=never", _OK),
+        "success",
+        ("success", "failed", "success"),
+        1,
+        (2, 60),
+        "refunded",
+        allow_partial_failure=True,
+        refunded=(False, True, False),
+        note="the entry is failed with `refunded: true`",
+    ),
+    BatchFault(
+        "batch_triggerer_restart",
+        "Triggerer restarted mid-batch",
+        ("duration=3600", "duration=3600", "duration=3600"),
+        "success",
+        ("success", "success", "success"),
+        1,
+        (2, 200),
+        "Waiting for 1 ModelsLab job(s)",
+        runner=TRIGGERER_RESTART,
+        columns=("batch_deferred",),
+        note="real scheduler + triggerer; entries completed by the test after the new triggerer "
+        "polled the batch; 1 submit, 1 event",
+    ),
+)
+BATCH_FAULT = {f.key: f for f in BATCH_FAULTS}
+
+
+def batch_prompts(dag_id: str, fault: str, column: str) -> list[str]:
+    """The three prompts of a batch cell: name the cell and carry each entry's scenario."""
+    return [
+        f"batch matrix {dag_id}/{task_id(fault, column)} #{i} [sim:{scenario}]"
+        for i, scenario in enumerate(BATCH_FAULT[fault].entries)
+    ]
+
+
+def batch_cells() -> list[tuple[str, str]]:
+    return [(f.key, c) for f in BATCH_FAULTS for c in BATCH_COLUMN_KEYS if c in f.columns]
+
+
+def _render_batches() -> list[str]:
+    titles = [c.title for c in BATCH_COLUMNS]
+    lines = [
+        "",
+        "## Video batches",
+        "",
+        "`ModelsLabVideoBatchOperator` with three prompts (one batch), one column per way of waiting. "
+        "Rows marked with a triggerer restart run under a real scheduler and triggerer "
+        "(`test_fault_matrix_batch.py::test_batch_triggerer_restart`), the others in `airflow dags test` "
+        f"against a simulator whose batch limit is {BATCH_ENTRY_LIMIT} s. API calls count the batch "
+        "submits and `POST .../batch/fetch/<id>` requests of the cell's batch; no cell ever fetches "
+        "a single video.",
+        "",
+        "| # | Fault | Entry scenarios | Expected outcome | Entries | API calls | "
+        + " | ".join(titles)
+        + " |",
+        "|---|---|---|---|---|---|" + "---|" * len(titles),
+    ]
+    for number, fault in enumerate(BATCH_FAULTS, 1):
+        scen = " / ".join(f"`{e}`" for e in fault.entries)
+        if fault.outcome == "success":
+            outcome = f"success, 1st try; log: `{fault.message}`"
+        else:
+            outcome = f"**fails** (`AirflowFailException`, retry skipped); message: `{fault.message}`"
+        if fault.note:
+            outcome += f"; {fault.note}"
+        entries = "-" if fault.statuses is None else ", ".join(fault.statuses)
+        if any(fault.refunded):
+            entries += " (refunded: " + ", ".join(str(r).lower() for r in fault.refunded) + ")"
+        calls = f"{fault.submits} submit; {fault.fetches[0]}-{fault.fetches[1]} batch fetches"
+        ticks = ["✓" if c in fault.columns else "n/a" for c in BATCH_COLUMN_KEYS]
+        lines.append(
+            f"| {number} | {fault.title} | {scen} | {outcome} | {entries} | {calls} | "
+            + " | ".join(ticks)
+            + " |"
+        )
+    lines += ["", f"{len(BATCH_FAULTS)} rows, {len(batch_cells())} cells.", ""]
+    return lines
+
+
 # --------------------------------------------------------------------------- the table
 
 
@@ -397,7 +574,7 @@ def render() -> str:
         f"{total - survived} fail at once with the API's message (no retry).",
         "",
     ]
-    return "\n".join(head + lines + foot)
+    return "\n".join(head + lines + foot + _render_batches()[1:])
 
 
 def main() -> None:
