@@ -246,14 +246,21 @@ async def worker(args: argparse.Namespace) -> dict[str, Any]:
     samples: list[tuple[float, float, float]] = []
     stop = asyncio.Event()
     ticker = asyncio.create_task(_ticker(samples, stop))
+    profiler = _profiler(args.profile)
     cpu_before, sys_before, wall_before = _cpu(), _sys_cpu(), time.perf_counter()
     tasks = await _start_in_batches(args.arm, jobs, args.interval)
     ramped = asyncio.get_running_loop().time()
     await asyncio.sleep(0.5)
+    # set-up phase over: every trigger has started (connection lookup, client, first log line)
+    cpu_setup = _cpu()
+    polls_setup = await _fetches_so_far(args.url)
     rss_waiting = _rss()
     results = await asyncio.gather(*tasks, return_exceptions=True)
     await _close_pools(args.arm)
     cpu_after, sys_after, wall_after = _cpu(), _sys_cpu(), time.perf_counter()
+    if profiler is not None:
+        profiler.disable()
+        profiler.dump_stats(args.profile)
     stop.set()
     await ticker
     crashed = [repr(r) for r in results if isinstance(r, BaseException)]
@@ -265,6 +272,9 @@ async def worker(args: argparse.Namespace) -> dict[str, Any]:
     return {
         "n": args.n,
         "cpu_s": cpu_after - cpu_before,
+        "setup_cpu_s": cpu_setup - cpu_before,
+        "steady_cpu_s": cpu_after - cpu_setup,
+        "fetches_during_setup": polls_setup,
         "sys_cpu_s": sys_after - sys_before,
         "wall_s": wall_after - wall_before,
         "rss_before": rss_before,
@@ -287,6 +297,28 @@ async def worker(args: argparse.Namespace) -> dict[str, Any]:
         "loadavg_1m": os.getloadavg()[0],
         "ticks": len(lags),
     }
+
+
+def _profiler(path: str | None) -> Any:
+    """A running cProfile profiler when ``path`` is given (a separate run: profiling slows the loop)."""
+    if not path:
+        return None
+    import cProfile
+
+    profiler = cProfile.Profile(time.process_time)  # CPU time: the shared machine preempts us
+    profiler.enable()
+    return profiler
+
+
+async def _fetches_so_far(url: str) -> int:
+    """Fetches the simulator has counted since its last reset (warm-up job included)."""
+    import urllib.request
+
+    def get() -> int:
+        with urllib.request.urlopen(url + "/_sim/stats", timeout=60) as response:
+            return int(json.loads(response.read())["fetches"])
+
+    return await asyncio.to_thread(get)
 
 
 async def _traced(args: argparse.Namespace, jobs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -318,6 +350,7 @@ def worker_main(argv: list[str]) -> None:
     parser.add_argument("--low", type=float, default=1.0)
     parser.add_argument("--high", type=float, default=2.0)
     parser.add_argument("--tracemalloc", action="store_true")
+    parser.add_argument("--profile", default=None, help="write cProfile stats of the measured phase here")
     args = parser.parse_args(argv)
     logging.disable(logging.INFO)
     os.environ["AIRFLOW_CONN_MODELSLAB_DEFAULT"] = modelslab_conn_env(args.url)
@@ -402,7 +435,12 @@ def measure(sim: SimulatorProcess, arm: str, n: int, params: tuple[float, float,
     # the warm-up job (the first after the reset) is counted too; the run's own fetches are the rest
     first_id = min(int(k) for k in stats["fetches_per_job"])
     polls = stats["fetches"] - stats["fetches_per_job"][str(first_id)]
+    setup_polls = max(out["fetches_during_setup"] - (stats["fetches"] - polls), 0)
+    steady_polls = polls - setup_polls
     out.update(
+        setup_polls=setup_polls,
+        setup_ms_per_trigger=out["setup_cpu_s"] / n * 1000,
+        steady_ms_per_poll=out["steady_cpu_s"] / steady_polls * 1000 if steady_polls else float("nan"),
         arm=arm,
         interval=params[0],
         durations=f"U({params[1]:g}, {params[2]:g}) s",
@@ -413,6 +451,56 @@ def measure(sim: SimulatorProcess, arm: str, n: int, params: tuple[float, float,
         polls_per_trigger=polls / n,
     )
     return out
+
+
+#: profile rows shown in RESULTS.md
+PROFILE_TOP = 15
+
+
+def profile(sim: SimulatorProcess, n: int, params: tuple[float, float, float]) -> dict[str, Any]:
+    """cProfile of our arm at ``n`` (a separate worker run): the top functions by own time.
+
+    cProfile slows every Python call, so its run is not one of the measured rows; its shares say
+    where a poll's CPU goes, not how much there is.
+    """
+    import pstats
+    import tempfile
+
+    sim.admin("/_sim/reset", {})
+    with tempfile.TemporaryDirectory(prefix="bench-profile-") as tmp:
+        path = os.path.join(tmp, "ours.prof")
+        _spawn(sim, "ours", n, params, f"--profile={path}")
+        stats = pstats.Stats(path)
+    raw: dict[Any, Any] = stats.stats  # type: ignore[attr-defined]
+    total = sum(tt for _, _, tt, _, _ in raw.values()) or 1.0
+    entries = []
+    for (filename, line, func), (_, calls, tottime, cumtime, _) in raw.items():
+        entries.append(
+            {
+                "function": f"{_short_path(filename)}:{line}({func})",
+                "calls": calls,
+                "tottime_s": tottime,
+                "cumtime_s": cumtime,
+                "share": tottime / total,
+            }
+        )
+    entries.sort(key=lambda e: e["tottime_s"], reverse=True)
+    ours = sorted(
+        (e for e in entries if e["function"].startswith("modelslab_provider/")),
+        key=lambda e: e["cumtime_s"],
+        reverse=True,
+    )
+    return {"n": n, "total_s": total, "top": entries[:PROFILE_TOP], "ours": ours[:10]}
+
+
+def _short_path(filename: str) -> str:
+    """A profile entry's file, relative to site-packages or the repository."""
+    for marker in ("site-packages/", str(REPO) + "/"):
+        if marker in filename:
+            return filename.split(marker, 1)[1]
+    if filename.startswith("~"):
+        return "builtin"
+    return filename.rsplit("/lib/python", 1)[-1].split("/", 1)[-1] if "/lib/python" in filename else filename
 
 
 def run(quick: bool = False, sizes: dict[int, tuple[float, float, float]] | None = None) -> Result:
