@@ -49,6 +49,8 @@ class Size:
 
 FULL = Size(videos=20, duration=60.0, poke=15.0, react_min=20.0, react_max=90.0)
 QUICK = Size(videos=2, duration=6.0, poke=2.0, react_min=4.0, react_max=8.0)
+#: consecutive runs of the reaction DAG in one Airflow (the goal must hold on each)
+REACTION_RUNS = 5
 
 
 def _ts(value: Any) -> float | None:
@@ -69,8 +71,8 @@ for dag_id in sys.argv[1:]:
 """
 
 
-def _trigger(af: Any, dag_ids: list[str]) -> dict[str, str]:
-    """Trigger ``dag_ids`` at once; their run ids."""
+def _trigger(af: Any, dag_ids: list[str], known: frozenset[str] = frozenset()) -> dict[str, str]:
+    """Trigger ``dag_ids`` at once; their new run ids (``known``: run ids that existed before)."""
     import subprocess
     import sys
 
@@ -88,7 +90,9 @@ def _trigger(af: Any, dag_ids: list[str]) -> dict[str, str]:
     return {
         dag_id: af.wait_until(
             f"a run of {dag_id}",
-            lambda d=dag_id: af.query("SELECT run_id FROM dag_run WHERE dag_id=?", d),
+            lambda d=dag_id: [
+                row for row in af.query("SELECT run_id FROM dag_run WHERE dag_id=?", d) if row[0] not in known
+            ],
             60,
         )[0][0]
         for dag_id in dag_ids
@@ -164,16 +168,24 @@ def run(quick: bool = False, size: Size | None = None) -> list[Result]:
                     took[dag_id] = time.perf_counter() - started - setup
             else:  # one run at a time, so the modes do not compete for the two cores
                 runs = {}
-                for dag_id in [*slot_dags, "bench_reaction"]:
+                for dag_id in slot_dags:
                     begun = time.perf_counter()
                     runs.update(_trigger(af, [dag_id]))
                     _finish(af, dag_id, runs[dag_id], limit)
                     took[dag_id] = time.perf_counter() - begun
+            reaction_runs = [runs["bench_reaction"]] if quick else []
+            begun = time.perf_counter()
+            while len(reaction_runs) < (1 if quick else REACTION_RUNS):
+                run_id = _trigger(af, ["bench_reaction"], frozenset(reaction_runs))["bench_reaction"]
+                _finish(af, "bench_reaction", run_id, limit)
+                reaction_runs.append(run_id)
+            if not quick:
+                took["bench_reaction"] = time.perf_counter() - begun
             slots = {
                 mode: slot_seconds(af, home, f"bench_slots_{mode}", runs[f"bench_slots_{mode}"], mode)
                 for mode in MODES
             }
-            reactions = reaction_times(af, sim, runs["bench_reaction"], size)
+            reactions = [reaction_times(af, sim, run_id, size) for run_id in reaction_runs]
             (home / "dags" / "bench_live.py").unlink()
     return [
         _slots_result(slots, size, quick, setup + sum(took[d] for d in slot_dags)),
@@ -384,55 +396,78 @@ def reaction_times(af: Any, sim: SimulatorProcess, run_id: str, size: Size) -> l
 
 
 def _reaction_result(
-    reactions: list[dict[str, Any]], size: Size, quick: bool, seconds: float, setup: float
+    runs: list[list[dict[str, Any]]], size: Size, quick: bool, seconds: float, setup: float
 ) -> Result:
-    react = [r["reaction"] for r in reactions]
-    detect = [r["detection"] for r in reactions]
-    overhead = [r["airflow"] for r in reactions]
-    bound = max(r["bound"] for r in reactions)
+    """Per run: median and p95 of reaction, detection and Airflow overhead; the goal holds on each run."""
+    everything = [r for run in runs for r in run]
+    bound = max(r["bound"] for r in everything)
     limit = bound + 2.0
-    rows: list[dict[str, Any]] = [
-        {
-            "figure": "reaction (ready -> downstream start)",
-            "median": median(react),
-            "p95": percentile(react, 95),
-        },
-        {
-            "figure": "  detection (ready -> successful fetch)",
-            "median": median(detect),
-            "p95": percentile(detect, 95),
-        },
-        {
-            "figure": "  Airflow (that fetch -> downstream start)",
-            "median": median(overhead),
-            "p95": percentile(overhead, 95),
-        },
-    ]
+    per_run = []
+    for number, reactions in enumerate(runs, 1):
+        react = [r["reaction"] for r in reactions]
+        detect = [r["detection"] for r in reactions]
+        overhead = [r["airflow"] for r in reactions]
+        per_run.append(
+            {
+                "run": number,
+                "median": median(react),
+                "p95": percentile(react, 95),
+                "detection_median": median(detect),
+                "detection_p95": percentile(detect, 95),
+                "airflow_median": median(overhead),
+                "airflow_p95": percentile(overhead, 95),
+                "max": max(react),
+            }
+        )
+    rows: list[dict[str, Any]] = [{"figure": f"run {r['run']}", **r} for r in per_run]
     markdown = "\n\n".join(
         [
             f"{size.videos} chains `generate_i` (`ModelsLabTextToVideoOperator`, deferrable, default poll "
             "settings) >> `downstream_i`, durations spread over "
             f"{size.react_min:g}-{size.react_max:g} s, the "
-            "simulator reporting the true duration as ETA. The policy's bound is the poll interval in force "
-            f"when a video becomes ready: {bound:.1f} s at most here. Airflow start-up took {setup:.0f} s "
-            "(not counted).",
+            "simulator reporting the true duration as ETA; the DAG runs "
+            f"{len(runs)} time(s) in a row in the same Airflow. The policy's bound is the poll interval in "
+            f"force when a video becomes ready: {bound:.1f} s at most here. Reaction = ready -> downstream "
+            "start; detection = ready -> the successful fetch; Airflow = that fetch -> downstream start. "
+            f"Airflow start-up took {setup:.0f} s (not counted).",
             table(
-                ["figure", "median (s)", "p95 (s)"],
-                [[r["figure"], fmt(r["median"]), fmt(r["p95"])] for r in rows],
+                [
+                    "run",
+                    "reaction median (s)",
+                    "reaction p95 (s)",
+                    "reaction max (s)",
+                    "detection median / p95 (s)",
+                    "Airflow median / p95 (s)",
+                ],
+                [
+                    [
+                        r["run"],
+                        fmt(r["median"]),
+                        fmt(r["p95"]),
+                        fmt(r["max"]),
+                        f"{fmt(r['detection_median'])} / {fmt(r['detection_p95'])}",
+                        f"{fmt(r['airflow_median'])} / {fmt(r['airflow_p95'])}",
+                    ]
+                    for r in per_run
+                ],
             ),
         ]
     )
     return Result(
         name="reaction",
         title="5. Reaction time (real Airflow, deferrable operator)",
-        rows=[*rows, {"figure": "per video", "items": reactions}],
+        rows=[*rows, {"figure": "per video", "items": everything}],
         goals=[
             Goal(
-                f"reaction within the policy bound + 2 s ({limit:.1f} s), median and p95",
-                f"median {median(react):.1f} s, p95 {percentile(react, 95):.1f} s "
-                f"(detection p95 {percentile(detect, 95):.1f} s, "
-                f"Airflow p95 {percentile(overhead, 95):.1f} s)",
-                median(react) <= limit and percentile(react, 95) <= limit,
+                f"reaction p95 within the policy bound + 2 s ({limit:.1f} s) on each of {len(runs)} "
+                "consecutive run(s)",
+                "p95 "
+                + ", ".join(f"{r['p95']:.1f}" for r in per_run)
+                + " s (median "
+                + ", ".join(f"{r['median']:.1f}" for r in per_run)
+                + f" s; detection p95 up to {max(r['detection_p95'] for r in per_run):.1f} s, "
+                f"Airflow p95 up to {max(r['airflow_p95'] for r in per_run):.1f} s)",
+                all(r["p95"] <= limit and r["median"] <= limit for r in per_run),
             )
         ],
         markdown=markdown,

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Iterator
+
+import pytest
 
 # unit tests build Airflow objects without a metadata DB; keep them off any real AIRFLOW_HOME
 os.environ.setdefault("AIRFLOW_HOME", tempfile.mkdtemp(prefix="modelslab-unit-airflow-"))
@@ -31,3 +34,13 @@ def pytest_sessionfinish(session, exitstatus):  # type: ignore[no-untyped-def]
     if os.environ.get("HYPOTHESIS_PROFILE") == "deep" and FUZZ_RESPONSES[0] < DEEP_MIN_RESPONSES:
         print(f"fuzz: the deep profile must reach {DEEP_MIN_RESPONSES} responses")
         session.exitstatus = 1
+
+
+@pytest.fixture(autouse=True)
+def _fresh_connection_lookups() -> Iterator[None]:
+    """Each test sees its own connections: the triggers' short-lived lookup cache starts empty."""
+    from modelslab_provider.hooks.modelslab import clear_settings_cache
+
+    clear_settings_cache()
+    yield
+    clear_settings_cache()

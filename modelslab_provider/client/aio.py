@@ -30,6 +30,7 @@ T = TypeVar("T")
 
 #: connections kept open per event loop; more concurrent polls queue for a free one
 POOL_SIZE = 64
+_JSON_HEADERS = {"Content-Type": "application/json"}
 
 _sessions: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, aiohttp.ClientSession] = (
     weakref.WeakKeyDictionary()
@@ -90,6 +91,9 @@ class AsyncModelsLabClient:
         self.retry = retry or RetryPolicy(max_attempts=settings.max_retries)
         self._session = session
         self._jitter = jitter
+        self._timeout: aiohttp.ClientTimeout | None = None
+        #: the last fetch request built: a waiting trigger polls the same one every time
+        self._last_fetch: tuple[tuple[Any, str, str | None], ApiRequest] | None = None
 
     def __repr__(self) -> str:
         return f"AsyncModelsLabClient(base_url={self.settings.base_url!r})"
@@ -111,7 +115,12 @@ class AsyncModelsLabClient:
     async def fetch(
         self, request_id: Any, api_version: str = core.V6, fetch_url: str | None = None
     ) -> VideoResult:
-        request = core.build_fetch(self.settings, request_id, api_version, fetch_url)
+        key = (request_id, api_version, fetch_url)
+        if self._last_fetch is not None and self._last_fetch[0] == key:
+            request = self._last_fetch[1]
+        else:
+            request = core.build_fetch(self.settings, request_id, api_version, fetch_url)
+            self._last_fetch = (key, request)
         return await self._send(request, core.normalise_response)
 
     async def wallet_balance(self) -> Balance:
@@ -138,13 +147,17 @@ class AsyncModelsLabClient:
         import aiohttp
 
         session = self._session or shared_session()
-        timeout = aiohttp.ClientTimeout(total=self.settings.timeout, connect=min(10.0, self.settings.timeout))
+        timeout = self._timeout
+        if timeout is None:
+            timeout = self._timeout = aiohttp.ClientTimeout(
+                total=self.settings.timeout, connect=min(10.0, self.settings.timeout)
+            )
         try:
             async with session.request(
                 request.method,
                 request.url,
                 data=request.encoded_body(),
-                headers={"Content-Type": "application/json"},
+                headers=_JSON_HEADERS,
                 timeout=timeout,
                 allow_redirects=False,
             ) as response:

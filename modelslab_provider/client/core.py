@@ -13,6 +13,7 @@ handled once, here.
 from __future__ import annotations
 
 import enum
+import functools
 import ipaddress
 import json
 import math
@@ -78,6 +79,8 @@ _CREDITS_RE = re.compile(r"credit|insufficient (balance|funds)|payment required"
 _NOT_FOUND_RE = re.compile(r"not found|does not exist|no such|expired", re.I)
 _MODEL_RE = re.compile(r"model", re.I)
 _ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
+#: any whitespace character (the same set as ``str.isspace``)
+_SPACE_RE = re.compile(r"\s")
 
 
 class Status(enum.StrEnum):
@@ -124,7 +127,12 @@ class ApiRequest:
     method: str = "POST"
 
     def encoded_body(self) -> bytes:
-        return json.dumps(self.body, separators=(",", ":")).encode()
+        """The JSON body, encoded once per request (a trigger re-sends the same fetch every poll)."""
+        encoded = self.__dict__.get("_encoded")
+        if encoded is None:
+            encoded = json.dumps(self.body, separators=(",", ":")).encode()
+            object.__setattr__(self, "_encoded", encoded)
+        return encoded
 
 
 @dataclass(frozen=True)
@@ -221,6 +229,7 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
+@functools.lru_cache(maxsize=256)
 def url_origin(url: str) -> tuple[str, str, int]:
     parts = urlsplit(url)
     port = parts.port or (443 if parts.scheme == "https" else 80)
@@ -399,9 +408,16 @@ def scrub_secret(body: bytes, secret: str) -> bytes:
     """
     if not secret:
         return body
-    for form in {secret, json.dumps(secret)[1:-1], secret.replace("/", "\\/")}:
-        body = body.replace(form.encode(), b"***")
+    for form in _secret_forms(secret):
+        if form in body:
+            body = body.replace(form, b"***")
     return body
+
+
+@functools.lru_cache(maxsize=16)
+def _secret_forms(secret: str) -> tuple[bytes, ...]:
+    """The byte forms of ``secret`` a body may carry: as is, JSON-escaped, with escaped slashes."""
+    return tuple({secret.encode(), json.dumps(secret)[1:-1].encode(), secret.replace("/", "\\/").encode()})
 
 
 def redact_url(url: str) -> str:
@@ -552,7 +568,7 @@ def http_url(value: Any) -> str | None:
     """``value`` as an http(s) URL with a host, or None: nothing else may reach XCom."""
     if isinstance(value, str):
         text = value.strip()
-        if len(text) < 4096 and not any(c.isspace() for c in text):
+        if len(text) < 4096 and not _SPACE_RE.search(text):
             try:
                 parts = urlsplit(text)
             except ValueError:

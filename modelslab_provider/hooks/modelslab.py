@@ -6,7 +6,10 @@ extra); requests, retries and response handling live in :mod:`modelslab_provider
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
+import time
+import weakref
 from collections.abc import Mapping
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
@@ -132,6 +135,22 @@ def _truthy(value: Any) -> bool:
     return value is True
 
 
+#: seconds the triggerer reuses a connection's looked-up client settings (see ``settings_max_age``)
+TRIGGER_SETTINGS_MAX_AGE = 5.0
+
+#: conn id -> (monotonic expiry, settings) of async lookups made with ``settings_max_age``
+_settings_cache: dict[str, tuple[float, ClientSettings]] = {}
+#: lookups in flight per event loop, so a burst of triggers on one connection makes one lookup
+_lookups: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, asyncio.Task[ClientSettings]]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def clear_settings_cache() -> None:
+    """Forget every cached connection lookup (tests that change a connection call this)."""
+    _settings_cache.clear()
+
+
 def _given(value: Any, default: Any) -> Any:
     return default if value is None or (isinstance(value, str) and not value.strip()) else value
 
@@ -148,6 +167,9 @@ class ModelsLabHook(BaseHook):
     """Interact with the ModelsLab video API through an Airflow connection of type ``modelslab``.
 
     :param modelslab_conn_id: the connection holding the API key (password) and optional base URL (host).
+    :param settings_max_age: seconds an async lookup of this connection may be reused by any hook in
+        the process (0, the default: look it up every time). The trigger passes
+        :data:`TRIGGER_SETTINGS_MAX_AGE`, so thousands of triggers starting together make one lookup.
     """
 
     conn_name_attr = "modelslab_conn_id"
@@ -155,8 +177,11 @@ class ModelsLabHook(BaseHook):
     conn_type = "modelslab"
     hook_name = "ModelsLab"
 
-    def __init__(self, modelslab_conn_id: str = default_conn_name, **kwargs: Any) -> None:
+    def __init__(
+        self, modelslab_conn_id: str = default_conn_name, *, settings_max_age: float = 0.0, **kwargs: Any
+    ) -> None:
         super().__init__(**kwargs)
+        self.settings_max_age = settings_max_age
         if not isinstance(modelslab_conn_id, str) or not modelslab_conn_id.strip():
             raise ModelsLabConfigError(
                 f"modelslab_conn_id must be a connection id, got {modelslab_conn_id!r}"
@@ -222,7 +247,35 @@ class ModelsLabHook(BaseHook):
         return settings
 
     async def aget_client_settings(self) -> ClientSettings:
-        """Async connection lookup, safe inside the triggerer's event loop."""
+        """Async connection lookup, safe inside the triggerer's event loop.
+
+        With ``settings_max_age`` > 0, a lookup made in this process less than that many seconds
+        ago is reused, and concurrent lookups of one connection share a single one.
+        """
+        if self.settings_max_age <= 0:
+            return await self._alookup_settings()
+        conn_id = self.modelslab_conn_id
+        cached = _settings_cache.get(conn_id)
+        if cached is not None and cached[0] > time.monotonic():
+            return cached[1]
+        pending = _lookups.setdefault(asyncio.get_running_loop(), {})
+        task = pending.get(conn_id)
+        if task is None:
+            task = asyncio.ensure_future(self._alookup_settings())
+            pending[conn_id] = task
+            max_age = self.settings_max_age
+
+            def store(done: asyncio.Task[ClientSettings]) -> None:
+                if pending.get(conn_id) is done:
+                    del pending[conn_id]
+                if not done.cancelled() and done.exception() is None:
+                    _settings_cache[conn_id] = (time.monotonic() + max_age, done.result())
+
+            task.add_done_callback(store)
+        # one waiter giving up (its trigger cancelled) does not cancel the lookup for the others
+        return await asyncio.shield(task)
+
+    async def _alookup_settings(self) -> ClientSettings:
         from airflow.providers.common.compat.connection import get_async_connection, get_async_extra_dejson
 
         try:

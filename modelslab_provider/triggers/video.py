@@ -124,12 +124,15 @@ class VideoFetchTrigger(BaseTrigger):
         yield TriggerEvent(event)
 
     async def _wait(self, tracker: WaitTracker) -> dict[str, Any]:
-        from modelslab_provider.hooks.modelslab import ModelsLabHook
+        from modelslab_provider.hooks.modelslab import TRIGGER_SETTINGS_MAX_AGE, ModelsLabHook
 
         now = time.time()
         if tracker.timed_out(now):
             return self._timeout_event(tracker, now)
-        client = await ModelsLabHook(modelslab_conn_id=self.modelslab_conn_id).aget_client()
+        hook = ModelsLabHook(
+            modelslab_conn_id=self.modelslab_conn_id, settings_max_age=TRIGGER_SETTINGS_MAX_AGE
+        )
+        client = await hook.aget_client()
         async with client:
             return await self._poll(client, tracker)
 
@@ -139,7 +142,8 @@ class VideoFetchTrigger(BaseTrigger):
         tracker.retry = dataclasses.replace(
             client.retry, initial_delay=min(client.retry.initial_delay, self.poll_policy.min_interval)
         )
-        delay = tracker.first_delay(time.time())
+        # jittered like every later wait: triggers deferred together do not poll in one burst
+        delay = tracker.first_delay(time.time(), random.random())  # noqa: S311
         self.log.info(
             "Waiting for ModelsLab request %s (%s, connection %s); ETA %s; first poll in %.1f s",
             self.request_id,

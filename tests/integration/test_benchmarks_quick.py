@@ -46,7 +46,7 @@ def test_every_benchmark_ran_and_reported_its_goals(quick: tuple[dict[str, Resul
 
 def test_triggerer_scale_counts_add_up(quick: tuple[dict[str, Result], str]) -> None:
     rows = quick[0]["scale"].rows
-    assert {r["arm"] for r in rows} == {"ours", "http_hook", "http_event"}
+    assert {r["arm"] for r in rows} == {"ours", "http_hook", "http_event", "bare"}
     for r in rows:
         n = r["n"]
         assert r["crashed"] == []
@@ -54,9 +54,11 @@ def test_triggerer_scale_counts_add_up(quick: tuple[dict[str, Result], str]) -> 
         assert r["triggers_several_events"] == 0
         assert r["polls"] >= n  # every trigger polled at least once
         assert r["fetches_after_terminal"] == 0
-        for key in ("cpu_ms_per_poll", "kb_per_trigger", "lag_p99_ms", "busy_lag_p99_ms"):
+        for key in ("cpu_ms_per_poll", "kb_per_trigger", "lag_p99_ms", "busy_lag_p99_ms", "raw_request_ms"):
             assert finite(r[key]), (key, r)
         assert r["cpu_ms_per_poll"] > 0
+        assert 0 <= r["setup_polls"] <= r["polls"]
+    assert "Profile of our arm" in quick[1]
 
 
 def test_polling_simulation_is_consistent(quick: tuple[dict[str, Result], str]) -> None:

@@ -3,6 +3,7 @@ secret masking, and sync/async calls against the simulator."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Iterator
 from urllib.parse import quote
@@ -11,7 +12,7 @@ import pytest
 
 from modelslab_provider.client.core import ClientSettings, Status
 from modelslab_provider.client.errors import ModelsLabConfigError
-from modelslab_provider.hooks.modelslab import ModelsLabHook
+from modelslab_provider.hooks.modelslab import TRIGGER_SETTINGS_MAX_AGE, ModelsLabHook
 from modelslab_provider.simulator import Simulator
 
 KEY = "sk-hook-test/with+odd=chars-7c1d"
@@ -366,3 +367,67 @@ def test_paid_submit_and_recheck_through_the_hook(monkeypatch: pytest.MonkeyPatc
     unknown = {**stored, "request_id": "999999999", "fetch_url": None}
     assert hook.recheck_request(unknown, fingerprint)[0] == "not_found"
     assert hook.recheck_request({"request_id": 5}, fingerprint) == ("unusable", None, None)
+
+
+# --------------------------------------------------------------------------- the triggerer's lookup cache
+
+
+def count_lookups(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Record every real connection lookup (the method behind the cache)."""
+    looked_up: list[str] = []
+    real = ModelsLabHook._alookup_settings
+
+    async def counting(self: ModelsLabHook) -> ClientSettings:
+        looked_up.append(self.modelslab_conn_id)
+        await asyncio.sleep(0.01)  # a lookup takes a while: concurrent callers overlap it
+        return await real(self)
+
+    monkeypatch.setattr(ModelsLabHook, "_alookup_settings", counting)
+    return looked_up
+
+
+async def test_triggers_starting_together_share_one_lookup(monkeypatch: pytest.MonkeyPatch) -> None:
+    set_json(monkeypatch, password=KEY, host="http://127.0.0.1:1")
+    looked_up = count_lookups(monkeypatch)
+    hooks = [ModelsLabHook(CONN_ID, settings_max_age=TRIGGER_SETTINGS_MAX_AGE) for _ in range(50)]
+    settings = await asyncio.gather(*(h.aget_client_settings() for h in hooks))
+    assert looked_up == [CONN_ID]
+    assert {s.api_key for s in settings} == {KEY}
+    await hooks[0].aget_client_settings()  # within the max age: still no second lookup
+    assert looked_up == [CONN_ID]
+
+
+async def test_a_rotated_key_is_used_once_the_max_age_has_passed(monkeypatch: pytest.MonkeyPatch) -> None:
+    from modelslab_provider.hooks import modelslab as module
+
+    clock = [1000.0]
+    monkeypatch.setattr(module.time, "monotonic", lambda: clock[0])
+    set_json(monkeypatch, password="sk-old-key-0001", host="http://127.0.0.1:1")
+    hook = ModelsLabHook(CONN_ID, settings_max_age=5.0)
+    assert (await hook.aget_client_settings()).api_key == "sk-old-key-0001"
+    set_json(monkeypatch, password="sk-new-key-0002", host="http://127.0.0.1:1")
+    clock[0] += 4.9  # the documented window: up to max age seconds after the last lookup
+    assert (await hook.aget_client_settings()).api_key == "sk-old-key-0001"
+    clock[0] += 0.2
+    assert (await hook.aget_client_settings()).api_key == "sk-new-key-0002"
+
+
+async def test_without_a_max_age_every_lookup_reads_the_connection(monkeypatch: pytest.MonkeyPatch) -> None:
+    set_json(monkeypatch, password="sk-old-key-0001", host="http://127.0.0.1:1")
+    looked_up = count_lookups(monkeypatch)
+    await ModelsLabHook(CONN_ID, settings_max_age=5.0).aget_client_settings()  # fills the cache
+    set_json(monkeypatch, password="sk-new-key-0002", host="http://127.0.0.1:1")
+    assert (await ModelsLabHook(CONN_ID).aget_client_settings()).api_key == "sk-new-key-0002"
+    assert len(looked_up) == 2
+
+
+async def test_a_failed_lookup_is_not_cached(monkeypatch: pytest.MonkeyPatch) -> None:
+    looked_up = count_lookups(monkeypatch)
+    hook = ModelsLabHook(CONN_ID, settings_max_age=60.0)
+    monkeypatch.delenv(ENV, raising=False)
+    results = await asyncio.gather(*(hook.aget_client_settings() for _ in range(5)), return_exceptions=True)
+    assert all("is not defined" in str(r) for r in results)
+    assert len(looked_up) == 1  # the concurrent callers shared the failing lookup
+    set_json(monkeypatch, password=KEY, host="http://127.0.0.1:1")
+    assert (await hook.aget_client_settings()).api_key == KEY
+    assert len(looked_up) == 2

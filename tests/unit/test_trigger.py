@@ -236,6 +236,31 @@ async def test_unexpected_exception_is_an_error_event_without_the_key(
     assert "boom near ***" in event["message"]
 
 
+async def test_first_poll_is_jittered_like_every_later_one(sim: Sim, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Triggers deferred together spread their first polls (a burst stalls the triggerer's loop)."""
+    from modelslab_provider.triggers import video
+
+    job = await sim.submit("duration=0.1")
+    draw = [0.0]
+    monkeypatch.setattr(video.random, "random", lambda: draw[0])
+    slept: list[float] = []
+    real_sleep = asyncio.sleep
+
+    async def sleep(delay: float) -> None:
+        slept.append(delay)
+        await real_sleep(0)
+
+    monkeypatch.setattr(video.asyncio, "sleep", sleep)
+    policy = {"min_interval": 0.5, "max_interval": 4.0, "interval": 2.0, "spread": 0.5}
+    event = await run(trigger(job["id"], poll_policy=policy, started_at=time.time()))
+    assert event["status"] == "success"
+    assert slept[0] == pytest.approx(2.0 * (1 - 0.5 * 0.0), abs=0.05)  # draw 0.0: the full interval
+    # a second trigger drawing 0.999 waits about half as long before its first poll
+    draw[0] = 0.999
+    event = await run(trigger(job["id"], poll_policy=policy, started_at=time.time()))
+    assert slept[-1] == pytest.approx(2.0 * (1 - 0.5 * 0.999), abs=0.05)
+
+
 async def test_cancellation_mid_sleep_stops_the_trigger(sim: Sim) -> None:
     job = await sim.submit("outcome=never")
     slow = {"min_interval": 30, "max_interval": 60, "interval": 30}
