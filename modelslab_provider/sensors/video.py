@@ -67,9 +67,11 @@ class VideoFetchSensor(BaseSensorOperator):
     :param fetch_url: the submit response's ``fetch_result`` (templated, optional); polled as is
         when it is a documented fetch path of this request on the connection's origin.
     :param deferrable: poke once, then wait in the triggerer (no worker slot held); the trigger
-        polls no more often than ``poke_interval``.
+        polls no more often than ``poke_interval`` (when it is given, or when ``poll_policy`` is not).
     :param poll_policy: advanced spacing of the trigger's polls (a :class:`PollPolicy` or its
-        dict); its ``max_empty_success_polls`` bounds "success without URLs" in every mode.
+        dict); its ``max_empty_success_polls`` bounds "success without URLs" in every mode. Given
+        without ``poke_interval``, it is used as is (Airflow's default ``poke_interval`` of 60 s
+        does not override it).
 
     Transient errors only end the wait through ``timeout``; a failed job, an unknown request id
     and a refused key fail at once (``AirflowFailException``). Counting "success without URLs"
@@ -90,6 +92,8 @@ class VideoFetchSensor(BaseSensorOperator):
         poll_policy: PollPolicy | Mapping[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
+        # poke_interval floors the trigger's polls unless only the advanced poll_policy was given
+        self._poke_floor = "poke_interval" in kwargs or poll_policy is None
         super().__init__(**kwargs)
         self.request_id = request_id
         self.modelslab_conn_id = modelslab_conn_id
@@ -228,7 +232,7 @@ class VideoFetchSensor(BaseSensorOperator):
         """``poll_policy`` with ``poke_interval`` as the floor of the trigger's poll spacing."""
         policy = PollPolicy(**self.poll_policy)
         floor = float(self.poke_interval)
-        if floor > policy.min_interval:
+        if self._poke_floor and floor > policy.min_interval:
             policy = dataclasses.replace(
                 policy,
                 min_interval=floor,

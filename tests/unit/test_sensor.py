@@ -394,3 +394,13 @@ def test_sensor_logs_progress_in_the_tracker_wording(sim: Simulator, monkeypatch
     assert sensor(job).poke({}) is False
     assert f"ModelsLab request {job}: status processing, ETA" in log.text
     assert "poll 1," in log.text
+
+
+def test_a_given_poll_policy_is_not_floored_by_the_default_poke_interval(sim: Simulator) -> None:
+    """Airflow's default poke_interval (60 s) must not slow down an explicit poll_policy."""
+    job = submit(sim, "outcome=never")
+    op = sensor(job, deferrable=True, timeout=120, poll_policy={"min_interval": 0.5, "max_interval": 2})
+    assert op._trigger_policy()["min_interval"] == 0.5
+    assert op._trigger_policy()["max_interval"] == 2
+    floored = sensor(job, deferrable=True, timeout=120, poke_interval=30, poll_policy={"min_interval": 0.5})
+    assert floored._trigger_policy()["min_interval"] == 30
