@@ -84,7 +84,7 @@ with DAG(
     ModelsLabVideoOperator(
         task_id="v7_deferred_op",
         endpoint="v7/text-to-video",
-        payload={"model_id": "veo-3", "prompt": "leak scan v7 [sim:duration=2 eta=1]", "duration": "5"},
+        payload={"model_id": "veo-3", "prompt": "leak scan v7 [sim:duration=2 eta=1]", "duration": "8"},
         poll_interval=0.5,
         deferrable=True,
     )
