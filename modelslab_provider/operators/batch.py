@@ -59,6 +59,7 @@ from modelslab_provider.client.errors import (
     ModelsLabRateLimitError,
     ModelsLabRequestError,
     ModelsLabTimeoutError,
+    refused_key_message,
 )
 from modelslab_provider.client.policy import Action, PaidCallRetryPolicy, PollPolicy, never_reached
 from modelslab_provider.hooks.modelslab import ModelsLabHook
@@ -359,8 +360,7 @@ class ModelsLabVideoBatchOperator(BaseOperator):
         )
         if isinstance(exc, ModelsLabAuthError):
             return AirflowFailException(
-                f"{exc} Check the API key of connection {self.modelslab_conn_id!r}; the {what} was not "
-                f"submitted.{before}"
+                f"{refused_key_message(exc, self.modelslab_conn_id)} The {what} was not submitted.{before}"
             )
         if isinstance(exc, ModelsLabRequestError | ModelsLabConfigError | ModelsLabNotFoundError):
             return AirflowFailException(f"ModelsLab refused the {what}: {exc}.{before}")

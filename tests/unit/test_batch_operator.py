@@ -176,7 +176,10 @@ def test_submit_429_is_repeated_once_the_queue_has_room(sim: Simulator) -> None:
 
 def test_refused_batch_fails_at_once(sim: Simulator) -> None:
     sim.configure(api_key="sk-some-other-account-key")
-    with pytest.raises(AirflowFailException, match=r"Invalid API key.*Check the API key"):
+    with pytest.raises(
+        AirflowFailException,
+        match=r"Invalid API key.*Check the API Key \(password field\) of connection '[a-z_]+'\. The batch",
+    ):
         op(prompts=prompts(3)).execute(context())
     assert len(batch_submits(sim)) == 1
     assert sim.stats()["batches_created"] == 0
