@@ -11,8 +11,9 @@ The ModelsLab API key is never involved: output URLs are public.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+import functools
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from airflow.providers.common.compat.sdk import AirflowException, AirflowFailException, BaseOperator
 
@@ -37,26 +38,30 @@ from modelslab_provider.download import (  # noqa: F401  (re-exported: users and
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Asset, Context, ObjectStoragePath
 
+T = TypeVar("T")
+
 
 def _failure(exc: DownloadError) -> AirflowException:
     """The Airflow exception for a copy that ended: a final one skips the task's retries."""
     return AirflowFailException(str(exc)) if exc.final else AirflowException(str(exc))
 
 
-def source_urls(value: Any) -> list[str]:
-    """The ``urls`` input as http(s) URLs (:func:`modelslab_provider.download.source_urls`)."""
-    try:
-        return download.source_urls(value)
-    except DownloadError as exc:
-        raise _failure(exc) from None
+def _airflow_errors(func: Callable[[Any], T]) -> Callable[[Any], T]:
+    """``func`` with a copy's errors raised as Airflow exceptions (see :func:`_failure`)."""
+
+    @functools.wraps(func)
+    def checked(value: Any) -> T:
+        try:
+            return func(value)
+        except DownloadError as exc:
+            raise _failure(exc) from None
+
+    return checked
 
 
-def check_destination_syntax(destination: Any) -> str:
-    """The ``destination`` input, or the error saying what to write instead."""
-    try:
-        return download.check_destination_syntax(destination)
-    except DownloadError as exc:
-        raise _failure(exc) from None
+#: the ``urls`` and ``destination`` inputs checked, or AirflowFailException saying what to fix
+source_urls = _airflow_errors(download.source_urls)
+check_destination_syntax = _airflow_errors(download.check_destination_syntax)
 
 
 class ModelsLabStoreVideosOperator(BaseOperator):

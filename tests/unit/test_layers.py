@@ -196,7 +196,7 @@ def test_the_reader_sees_local_relative_and_type_only_imports(imports: list[Impo
     """The checks above are only as good as this reader: it finds what is known to be there."""
     seen = {(i.source, i.target, i.type_only) for i in imports}
     # a function-local import (the trigger looks its hook up lazily)
-    assert ("modelslab_provider.triggers.video", "modelslab_provider.hooks.modelslab", False) in seen
+    assert ("modelslab_provider.triggers.base", "modelslab_provider.hooks.modelslab", False) in seen
     # a type-only import
     assert ("modelslab_provider.lineage", "modelslab_provider.hooks.modelslab", True) in seen
     # ``from package import module`` names the module
