@@ -70,9 +70,9 @@ class ModelsLabStoreVideosOperator(BaseOperator):
     Each URL is streamed to ``<destination>/<request_id>_<index>.<ext>``; the early 404/403, 429,
     5xx and connection errors are retried with capped, jittered backoff; the byte count is checked
     against ``Content-Length``; ``max_bytes`` guards the disk and ``file_timeout`` the clock. Only
-    public hosts are fetched (see :mod:`modelslab_provider.download.hosts`). Returns the stored URIs (XCom
-    ``return_value``) and pushes details (source, uri, bytes, content type) as XCom ``files``; each
-    copy is reported to Airflow's hook lineage collector (source URL in, stored file out).
+    public hosts are fetched (:mod:`modelslab_provider.download.hosts`). Returns the stored URIs
+    (XCom ``return_value``) and pushes details (source, uri, bytes, content type) as XCom ``files``;
+    each copy is reported to Airflow's hook lineage collector (source URL in, stored file out).
 
     :param urls: URLs to copy: a list, an XComArg such as ``generate.output``, one URL, or a
         rendered list. Mapped upstream results (a list of lists) are flattened; a URL listed twice
