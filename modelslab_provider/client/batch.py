@@ -620,8 +620,7 @@ class BatchWait:
             return Decision(Action.DONE)
         if errors:
             self.transient_errors += 1
-            delay = self.retry.backoff(self.transient_errors, errors[0], jitter)
-            delay = min(max(delay, self.poll.min_interval / 5), self.poll.max_interval * 5)
+            delay = self.poll.error_delay(self.transient_errors, errors[0], self.retry, jitter)
         else:
             self.transient_errors = 0
             delay = self.poll.next_delay(elapsed=now - self.started_at, eta=None, jitter=jitter)
