@@ -34,7 +34,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from modelslab_provider.client import core
+from modelslab_provider.client import core, responses
 from modelslab_provider.client.core import SECRET_FIELDS, ApiRequest, ClientSettings, Status, VideoResult
 from modelslab_provider.client.errors import (
     ModelsLabConfigError,
@@ -392,9 +392,9 @@ def parse_batch_submit(data: Mapping[str, Any], status_code: int = 200) -> Batch
     """The batch id of an accepted batch, or the typed error of a refusal (nothing was queued)."""
     raw = data.get("status")
     raw_status = raw.strip().lower() if isinstance(raw, str) else ""
-    message = core._message(data)
+    message = responses.message_of(data)
     if raw_status in ("error", "failed") or status_code >= 400:
-        core.normalise(data, status_code=status_code)  # bad key, credits, rate limit: typed errors
+        responses.normalise_response(data, status_code)  # bad key, credits, rate limit: typed errors
         raise ModelsLabRequestError(
             f"ModelsLab refused the batch (nothing was queued): {message or f'status {raw_status or raw!r}'}"
         )
@@ -416,14 +416,14 @@ def _entry(item: Mapping[str, Any], position: int) -> EntryResult:
         index = position
     track = item.get("track_id")
     try:
-        result = core.normalise(item)
+        result = responses.normalise_response(item)
     except ModelsLabError as exc:  # an entry-level "error" body is that entry's failure, not the call's
         return EntryResult(
             index=index,
             status=Status.FAILED,
             raw_status=str(item.get("status") or "error"),
             track_id=str(track) if track is not None else None,
-            request_id=core._request_id(item),
+            request_id=responses.request_id_of(item),
             message=str(exc),
             refunded=item.get("refunded") is True,
         )
@@ -445,7 +445,7 @@ def parse_batch_fetch(
     """Normalise one batch fetch; "Batch not found" and call-level errors raise typed errors."""
     raw = data.get("status")
     raw_status = raw.strip().lower() if isinstance(raw, str) else ""
-    message = core._message(data)
+    message = responses.message_of(data)
     results = data.get("results")
     if not isinstance(results, list) or not results:
         if _BATCH_NOT_FOUND_RE.search(message) or status_code == 404:
@@ -454,7 +454,7 @@ def parse_batch_fetch(
                 "or one that belongs to another account)."
             )
         if raw_status in ("error", "failed") or status_code >= 400:
-            core.normalise(data, status_code=status_code)  # typed errors for key, credits, rate limit
+            responses.normalise_response(data, status_code)  # typed errors for key, credits, rate limit
     entries: dict[int, EntryResult] = {}
     for position, item in enumerate(results if isinstance(results, list) else []):
         if isinstance(item, Mapping):

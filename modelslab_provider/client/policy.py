@@ -7,11 +7,12 @@ the sensor and the trigger all wait the same way.
 from __future__ import annotations
 
 import enum
+import logging
 import warnings
 from dataclasses import InitVar, dataclass, field
 from typing import Any
 
-from modelslab_provider.client.core import Status, VideoResult
+from modelslab_provider.client.core import ApiRequest, Status, VideoResult, redact_url
 from modelslab_provider.client.errors import (
     ModelsLabError,
     ModelsLabJobFailedError,
@@ -19,6 +20,8 @@ from modelslab_provider.client.errors import (
     ModelsLabTimeoutError,
     ModelsLabTransientError,
 )
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -305,3 +308,32 @@ class PaidCallRetryPolicy(RetryPolicy):
         if not never_reached(error):
             return None
         return super().delay(attempt, error, idempotent=True, jitter=jitter)
+
+
+def retry_delay(
+    retry: RetryPolicy,
+    attempt: int,
+    error: ModelsLabError,
+    request: ApiRequest,
+    jitter: float,
+    *,
+    now: float = 0.0,
+    deadline: float | None = None,
+) -> float:
+    """The wait before attempt ``attempt + 1`` of ``request`` (logged), or ``error`` raised.
+
+    It is raised when ``retry`` gives up, or when the retry could not start before ``deadline``
+    (epoch seconds; ``now`` is the current time).
+    """
+    delay = retry.delay(attempt, error, idempotent=request.idempotent, jitter=jitter)
+    if delay is None or (deadline is not None and now + delay >= deadline):
+        raise error
+    log.warning(
+        "ModelsLab call to %s failed (%s); retry %d of %d in %.1f s",
+        redact_url(request.url),
+        error,
+        attempt,
+        retry.max_attempts - 1,
+        delay,
+    )
+    return delay

@@ -7,7 +7,6 @@ extra); requests, retries and response handling live in :mod:`modelslab_provider
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import time
 import weakref
 from collections.abc import Mapping
@@ -25,6 +24,7 @@ from modelslab_provider.client.core import (
     ClientSettings,
     Status,
     VideoResult,
+    is_loopback,
     normalise_base_url,
 )
 from modelslab_provider.client.errors import (
@@ -111,22 +111,13 @@ def unused_port(conn: Connection, base_url: str) -> int | None:
 def _refuse_cleartext(base_url: str, allowed: Any, this: str) -> None:
     """The key travels in the request body: plain http is for loopback (the simulator) or by opt-in."""
     parts = urlsplit(base_url)
-    if parts.scheme != "http" or _is_loopback(parts.hostname or "") or _truthy(allowed):
+    if parts.scheme != "http" or is_loopback(parts.hostname or "") or _truthy(allowed):
         return
     raise ModelsLabConfigError(
         f"{this}: the Base URL {base_url} uses plain http:// to another machine, which would send the "
         "API key unencrypted. Change the Base URL (host) field to https://, or, on a trusted network "
         "only, tick the extra field 'Allow plain http:// to a remote host' (allow_plain_http: true)."
     )
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def _truthy(value: Any) -> bool:

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from modelslab_provider.client.core import VideoResult, normalise
+from modelslab_provider.client.core import VideoResult
 from modelslab_provider.client.errors import (
     ModelsLabAuthError,
     ModelsLabJobFailedError,
@@ -16,12 +16,13 @@ from modelslab_provider.client.errors import (
     ModelsLabTransientError,
 )
 from modelslab_provider.client.policy import Action, PollPolicy, WaitTracker
+from modelslab_provider.client.responses import normalise_response
 
 URL = "https://pub.example.r2.dev/video_generations/a.mp4"
 
 
 def result(**body: Any) -> VideoResult:
-    return normalise(body)
+    return normalise_response(body)
 
 
 RUNNING = {"status": "processing", "message": "try again later.", "output": ""}
