@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import pytest
 
@@ -32,7 +34,14 @@ from modelslab_provider.client.errors import (
     ModelsLabTimeoutError,
     ModelsLabTransientError,
 )
-from modelslab_provider.client.policy import Action, PollPolicy, RetryPolicy, WaitTracker
+from modelslab_provider.client.policy import (
+    Action,
+    PollPolicy,
+    RetryPolicy,
+    WaitTracker,
+    never_reached,
+    retry_delay,
+)
 from modelslab_provider.client.responses import normalise_response
 from tests.unit.answers import parse_answer
 
@@ -435,6 +444,79 @@ def test_retry_after_is_honoured_and_capped() -> None:
     )
     # without a hint a rate limit backs off like any transient failure
     assert policy.delay(1, ModelsLabRateLimitError("slow"), idempotent=False, jitter=0.0) == 0.5
+
+
+def test_retry_delay_logs_the_retry_or_gives_up_before_the_deadline(caplog: pytest.LogCaptureFixture) -> None:
+    """One decision for both transports: retry, or raise when the policy or the deadline says no."""
+    fetch = build_fetch(SETTINGS, 7)
+    policy = RetryPolicy(max_attempts=3, initial_delay=2.0)
+    blip = ModelsLabTransientError("502")
+    with caplog.at_level("WARNING", logger="modelslab_provider.client.policy"):
+        assert retry_delay(policy, 1, blip, fetch, 0.0, now=100.0, deadline=200.0) == 1.0
+    assert "retry 1 of 2 in 1.0 s" in caplog.text
+    assert KEY not in caplog.text
+    with pytest.raises(ModelsLabTransientError) as exc_info:
+        retry_delay(policy, 1, blip, fetch, 0.0, now=199.5, deadline=200.0)  # no retry could start in time
+    assert exc_info.value is blip
+    with pytest.raises(ModelsLabTransientError):
+        retry_delay(policy, 3, blip, fetch, 0.0)  # attempts used up
+    with pytest.raises(ModelsLabTransientError):  # a paid call that may have reached ModelsLab
+        retry_delay(
+            policy,
+            1,
+            ModelsLabTransientError("reset", ambiguous=True),
+            build_submit(SETTINGS, "text2video", {}),
+            0.0,
+        )
+
+
+def test_read_answer_scrubs_the_key_and_refuses_redirects() -> None:
+    fetch = build_fetch(SETTINGS, 7)
+    echoed = json.dumps({"status": "processing", "message": f"key {KEY} seen"}).encode()
+    data = responses.read_answer(fetch, 200, echoed, None, KEY)
+    assert KEY not in json.dumps(data)
+    with pytest.raises(ModelsLabError, match="redirected") as exc_info:
+        responses.read_answer(fetch, 302, b"", None, KEY)
+    assert KEY not in str(exc_info.value)
+    with pytest.raises(ModelsLabRateLimitError) as limited:
+        responses.read_answer(fetch, 429, b"", "9", KEY)
+    assert limited.value.retry_after == 9.0
+
+
+def test_transport_failures_say_whether_the_call_may_have_reached_modelslab() -> None:
+    refused = responses.not_connected(ConnectionRefusedError("[Errno 111] refused"))
+    assert "Could not connect" in str(refused)
+    assert never_reached(refused)
+    assert not never_reached(responses.no_answer(5.0))
+    assert not never_reached(responses.connection_lost(ConnectionResetError("reset by peer")))
+    assert "within 5 s" in str(responses.no_answer(5.0))
+
+
+def test_the_client_package_exports_only_public_names() -> None:
+    import modelslab_provider.client as client
+    from modelslab_provider.client import errors
+
+    assert all(not name.startswith("_") for name in client.__all__)
+    assert all(getattr(client, name) is not None for name in client.__all__)
+    error_classes = {
+        name
+        for name, value in vars(errors).items()
+        if isinstance(value, type) and issubclass(value, ModelsLabError)
+    }
+    assert error_classes <= set(client.__all__)
+    assert {"SubmittedRequest", "ModelsLabAmbiguousSubmitError", "normalise_response"} <= set(client.__all__)
+    assert not {"parse_response", "normalise", "retry_delay", "describe_exception"} & set(dir(client))
+
+
+def test_the_async_client_imports_neither_the_sync_client_nor_requests() -> None:
+    probe = (
+        "import json, sys; import modelslab_provider.client.aio; "
+        "print(json.dumps([m for m in ('modelslab_provider.client.sync', 'requests') if m in sys.modules]))"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, check=True
+    )
+    assert json.loads(proc.stdout) == []
 
 
 # --------------------------------------------------------------------------- wait tracker
