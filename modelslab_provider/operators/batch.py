@@ -56,8 +56,9 @@ class ModelsLabVideoBatchOperator(ModelsLabBaseOperator):
     :param deferrable: wait in the triggerer; defaults to ``[operators] default_deferrable``.
     :param poll_interval: shortest pause between polling rounds, in seconds.
     :param max_poll_interval: longest pause between polling rounds, in seconds.
-    :param timeout: the try's time budget for the wait (seconds or timedelta). ModelsLab itself
-        fails and refunds an entry unfinished 8 minutes after submission.
+    :param timeout: the try's time budget (seconds or timedelta) for the queue-full waits of all
+        submits, and again for the wait for the videos. ModelsLab itself fails and refunds an entry
+        unfinished 8 minutes after submission.
     :param allow_partial_failure: with False (default) any failed entry fails the task once all
         entries finished, naming each failed input; with True failed inputs give ``None``.
     """
