@@ -6,12 +6,12 @@ import logging
 import math
 import random
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from modelslab_provider.client import batch, core, responses
-from modelslab_provider.client.batch import BatchStatus, BatchSubmitted
+from modelslab_provider.client.batch import BatchStatus, BatchSubmitted, BatchWait, EntryResult
 from modelslab_provider.client.calls import BaseClient
 from modelslab_provider.client.core import (
     USER_AGENT,
@@ -32,12 +32,10 @@ from modelslab_provider.client.errors import (
 )
 from modelslab_provider.client.policy import (
     Action,
-    PaidCallRetryPolicy,
     PollPolicy,
     RetryPolicy,
     WaitTracker,
     never_reached,
-    retry_delay,
 )
 from modelslab_provider.client.submit import (
     SubmittedRequest,
@@ -237,21 +235,78 @@ class ModelsLabClient(BaseClient):
     def wallet_balance(self) -> Balance:
         return self._send(*self.wallet_balance_call())
 
-    def submit_batch(self, body: Mapping[str, Any]) -> BatchSubmitted:
-        """Submit one Video Batch (paid): repeated only when it provably never reached ModelsLab."""
-        request = batch.build_batch_submit(self.settings, body)
-        paid = PaidCallRetryPolicy(max_attempts=self.retry.max_attempts)
-        attempt = 0
-        while True:
-            attempt += 1
-            try:
-                return batch.parse_batch_submit(*self._send_once(request))
-            except ModelsLabError as exc:
-                self._sleep(retry_delay(paid, attempt, exc, request, self._jitter()))
+    def submit_batch(
+        self,
+        body: Mapping[str, Any],
+        *,
+        what: str = "batch",
+        deadline: float | None = None,
+        queue_attempts: int = 0,
+        on_queue_full: QueueFullCallback | None = None,
+    ) -> BatchSubmitted:
+        """Submit one Video Batch (paid) under :meth:`send_paid`'s rule; errors name its track ids."""
+        return self.send_paid(
+            batch.build_batch_submit(self.settings, body),
+            batch.parse_batch_submit,
+            what=what,
+            track_id=batch.batch_track_ids(body),
+            deadline=deadline,
+            queue_attempts=queue_attempts,
+            on_queue_full=on_queue_full,
+        )
 
     def fetch_batch(self, batch_id: Any, size: int) -> BatchStatus:
         """Poll one batch once (free; transient failures retried)."""
         return self._send(*self.batch_fetch_call(batch_id, size))
+
+    def fetch_job(self, job: Mapping[str, Any]) -> list[EntryResult]:
+        """One poll of a batch task's job (a batch, or a single request standing in for one entry)."""
+        if job["kind"] == "batch":
+            return list(self.fetch_batch(job["id"], job["size"]).entries)
+        result = self.fetch(job["id"], job["api_version"], job["fetch_url"])
+        return [batch.entry_from_single(result, job.get("track_id"))]
+
+    def wait_batches(
+        self,
+        jobs: Sequence[Mapping[str, Any]],
+        *,
+        started_at: float,
+        deadline: float | None = None,
+        poll: PollPolicy | None = None,
+        on_round: Callable[[BatchWait, float], None] | None = None,
+    ) -> dict[str, tuple[EntryResult, ...]]:
+        """Poll a batch task's jobs, one fetch per unfinished job per round, until every entry ends.
+
+        Returns the final entries per job id; raises the typed error of a failed fetch or
+        :class:`ModelsLabTimeoutError` at ``deadline``. ``on_round`` hears each round and the next pause.
+        """
+        tracker = BatchWait(
+            jobs={j["id"]: j["size"] for j in jobs},
+            started_at=started_at,
+            deadline=deadline,
+            poll=poll or PollPolicy(),
+            retry=self.retry,
+        )
+        by_id = {j["id"]: j for j in jobs}
+        delay = tracker.first_delay(self._clock())
+        while True:
+            if delay > 0:
+                self._sleep(delay)
+            errors: list[BaseException] = []
+            for job_id in tracker.pending():
+                try:
+                    tracker.on_status(job_id, self.fetch_job(by_id[job_id]))
+                except ModelsLabError as exc:
+                    errors.append(exc)
+            decision = tracker.next_round(self._clock(), errors)
+            if decision.action is Action.DONE:
+                return tracker.finished
+            if decision.action is Action.FAIL:
+                assert decision.error is not None
+                raise decision.error
+            if on_round is not None:
+                on_round(tracker, decision.delay)
+            delay = decision.delay
 
     def wait(
         self,
