@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import itertools
 import re
 import sys
 import tempfile
@@ -100,40 +101,53 @@ def profile_triggerers(dep: Any, seconds: float, folder: Path) -> dict[str, Any]
         print("py-spy not found: pip install py-spy to profile the triggerers", file=sys.stderr)
         return None
     folder.mkdir(parents=True, exist_ok=True)
+    from tests.distributed.deployment import _descendants
+
     procs = []
     for name, comp in dep.components.items():
         if name.startswith("triggerer") and comp.alive():
-            out = folder / f"{name}.txt"
-            cmd = [exe, "record", "--pid", str(comp.pid), "--subprocesses", "--function", "--rate", "100"]
-            cmd += ["--duration", str(int(seconds)), "--format", "raw", "--output", str(out), "--nonblocking"]
-            procs.append((out, subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)))
+            # one py-spy per process: `--subprocesses` on the supervisor missed its forked child
+            for i, pid in enumerate([comp.pid, *_descendants(comp.pid)]):
+                label = name if i == 0 else f"{name} child"
+                out = folder / f"{name}-{pid}.txt"
+                cmd = [exe, "record", "--pid", str(pid), "--function", "--rate", "100", "--nonblocking"]
+                cmd += ["--duration", str(int(seconds)), "--format", "raw", "--output", str(out)]
+                popen = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                procs.append((label, out, popen))
     stacks: list[tuple[list[str], int]] = []
-    for out, proc in procs:
+    for label, out, proc in procs:
         proc.wait(timeout=seconds + 120)
         for line in out.read_text().splitlines() if out.exists() else []:
             stack, _, count = line.rpartition(" ")
             if stack and count.isdigit():
-                stacks.append(([_short_frame(f) for f in stack.split(";")], int(count)))
+                stacks.append(
+                    ([f"process {label}", *(_short_frame(f) for f in stack.split(";"))], int(count))
+                )
     return summarise_profile(stacks, seconds)
 
 
-def summarise_profile(stacks: list[tuple[list[str], int]], seconds: float, top: int = 15) -> dict[str, Any]:
-    """Own and inclusive samples per function, and samples per process, from py-spy's raw stacks."""
-    own: dict[str, int] = {}
-    inclusive: dict[str, int] = {}
-    per_process: dict[str, int] = {}
-    total = 0
+def summarise_profile(stacks: list[tuple[list[str], int]], seconds: float, top: int = 12) -> dict[str, Any]:
+    """Per process: samples, the top functions by own samples, and the triggerer's and this
+    provider's functions by inclusive samples (counted once per stack they are on)."""
+    per: dict[str, dict[str, Any]] = {}
     for frames, count in stacks:
-        total += count
-        proc = frames[0] if frames and frames[0].startswith("process ") else "?"
-        label = proc.split(":", 1)[0] + ("" if "airflow triggerer" in proc else " (trigger runner)")
-        per_process[label] = per_process.get(label, 0) + count
+        label = frames[0].removeprefix("process ") if frames and frames[0].startswith("process ") else "?"
+        entry = per.setdefault(label, {"samples": 0, "own": {}, "inclusive": {}})
+        entry["samples"] += count
         calls = [f for f in frames if not f.startswith(("process ", "thread "))]
         if not calls:
             continue
-        own[calls[-1]] = own.get(calls[-1], 0) + count
+        entry["own"][calls[-1]] = entry["own"].get(calls[-1], 0) + count
         for frame in set(calls):
-            inclusive[frame] = inclusive.get(frame, 0) + count
+            entry["inclusive"][frame] = entry["inclusive"].get(frame, 0) + count
+    wanted = (
+        "modelslab_provider/",
+        "triggerer_job_runner.py",
+        "supervisor.py",
+        "models/trigger.py",
+        "structlog",
+    )
+    total = sum(e["samples"] for e in per.values())
 
     def ranked(counts: dict[str, int], keep: Any = None) -> list[tuple[str, int, float]]:
         rows = sorted(((f, c) for f, c in counts.items() if keep is None or keep(f)), key=lambda r: -r[1])
@@ -142,9 +156,14 @@ def summarise_profile(stacks: list[tuple[list[str], int]], seconds: float, top: 
     return {
         "seconds": seconds,
         "samples": total,
-        "per_process": per_process,
-        "own": ranked(own),
-        "inclusive": ranked(inclusive, lambda f: "modelslab_provider/" in f or "airflow/" in f),
+        "per_process": {k: e["samples"] for k, e in per.items()},
+        "processes": {
+            k: {
+                "own": ranked(e["own"]),
+                "inclusive": ranked(e["inclusive"], lambda f: any(w in f for w in wanted)),
+            }
+            for k, e in sorted(per.items(), key=lambda kv: -kv[1]["samples"])
+        },
     }
 
 
@@ -468,20 +487,25 @@ def render_triggerer_runs(runs: list[dict[str, Any]]) -> str:
             "",
             f"Profile of run '{r['label']}', N = {r['triggerer']['held']:,} (py-spy, 100 Hz, "
             f"{prof['seconds']:.0f} s after the CPU window, on-CPU samples only, functions aggregated by "
-            f"their first line; {prof['samples']:,} samples: {per}). Top functions by own samples:",
-            "",
-            table(
-                ["function", "own samples", "share"],
-                [[f"`{f}`", f"{c:,}", f"{pct:.1f} %"] for f, c, pct in prof["own"]],
-            ),
-            "",
-            "Airflow's and this provider's functions by inclusive samples (on the stack):",
-            "",
-            table(
-                ["function", "samples on stack", "share"],
-                [[f"`{f}`", f"{c:,}", f"{pct:.1f} %"] for f, c, pct in prof["inclusive"]],
-            ),
+            f"their first line; {prof['samples']:,} samples: {per}; shares are of all samples).",
         ]
+        for proc, tops in prof.get("processes", {}).items():
+            lines += [
+                "",
+                f"{proc}: top functions by own samples | on the stack (triggerer, supervisor, structlog, "
+                "this provider)",
+                "",
+                table(
+                    ["own: function", "samples", "share", "on stack: function", "samples", "share"],
+                    [
+                        [
+                            *([f"`{o[0]}`", f"{o[1]:,}", f"{o[2]:.1f} %"] if o else ["", "", ""]),
+                            *([f"`{i[0]}`", f"{i[1]:,}", f"{i[2]:.1f} %"] if i else ["", "", ""]),
+                        ]
+                        for o, i in itertools.zip_longest(tops["own"], tops["inclusive"])
+                    ],
+                ),
+            ]
     lines += ["", TRIG_END]
     return "\n".join(lines)
 
