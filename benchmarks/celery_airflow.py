@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import itertools
 import re
 import sys
 import tempfile
@@ -34,6 +35,11 @@ RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
 START_MARK = "<!-- celery-deployment:start -->"
 END_MARK = "<!-- celery-deployment:end -->"
 MODES = ("poke", "reschedule", "deferrable")
+#: the real-triggerer runs (``--triggerer-only``), one entry per label and N; RESULTS.md's section
+#: between these markers is rendered from all of them, so before/after runs sit side by side
+TRIGGERER_RUNS = Path(__file__).resolve().parent / "real_triggerer_runs.json"
+TRIG_START = "<!-- real-triggerer:start -->"
+TRIG_END = "<!-- real-triggerer:end -->"
 SCALE_GOAL = "N = 100: >= 3x less CPU per poll than HttpAsyncHook loop (hand-written trigger)"
 
 
@@ -47,17 +53,118 @@ class _SimAdmin:
         return self.sim.get(path)
 
 
-def triggerer_cpu(dep: Any) -> float:
-    """CPU seconds of every triggerer process so far (each supervisor and its trigger-runner child)."""
+def triggerer_cpu_by_process(dep: Any) -> dict[str, float]:
+    """CPU seconds so far of each triggerer process: ``triggerer1`` (supervisor), ``triggerer1 child``..."""
     from tests.distributed.deployment import _descendants, cpu_seconds
 
-    total = 0.0
+    found: dict[str, float] = {}
     for name, comp in dep.components.items():
         if name.startswith("triggerer") and comp.alive():
-            for pid in [comp.pid, *_descendants(comp.pid)]:
+            for i, pid in enumerate([comp.pid, *_descendants(comp.pid)]):
                 with contextlib.suppress(OSError):
-                    total += cpu_seconds(pid)
-    return total
+                    label = name if i == 0 else f"{name} child {pid}"
+                    found[label] = cpu_seconds(pid)
+    return found
+
+
+def triggerer_cpu(dep: Any) -> float:
+    """CPU seconds of every triggerer process so far (each supervisor and its trigger-runner child)."""
+    return sum(triggerer_cpu_by_process(dep).values())
+
+
+def _short_frame(frame: str) -> str:
+    """``func (/long/site-packages/pkg/mod.py:12)`` -> ``func (pkg/mod.py:12)``."""
+    for marker in (
+        "site-packages/",
+        "/lib/python3.11/",
+        "/lib/python3.12/",
+        "/lib/python3.13/",
+        str(REPO) + "/",
+    ):
+        if marker in frame:
+            head, _, tail = frame.partition("(")
+            return head + "(" + tail.split(marker, 1)[-1]
+    return frame
+
+
+def profile_triggerers(dep: Any, seconds: float, folder: Path) -> dict[str, Any] | None:
+    """Sample every triggerer process (supervisor and child) with py-spy for ``seconds``.
+
+    Returns the samples per process and the top functions by own samples and by inclusive samples
+    (a function counted once per stack it is on), or None when py-spy is not installed.
+    """
+    import shutil
+    import subprocess
+
+    exe = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+    if not Path(exe).exists():
+        print("py-spy not found: pip install py-spy to profile the triggerers", file=sys.stderr)
+        return None
+    folder.mkdir(parents=True, exist_ok=True)
+    from tests.distributed.deployment import _descendants
+
+    procs = []
+    for name, comp in dep.components.items():
+        if name.startswith("triggerer") and comp.alive():
+            # one py-spy per process: `--subprocesses` on the supervisor missed its forked child
+            for i, pid in enumerate([comp.pid, *_descendants(comp.pid)]):
+                label = name if i == 0 else f"{name} child"
+                out = folder / f"{name}-{pid}.txt"
+                cmd = [exe, "record", "--pid", str(pid), "--function", "--rate", "100", "--nonblocking"]
+                cmd += ["--duration", str(int(seconds)), "--format", "raw", "--output", str(out)]
+                popen = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                procs.append((label, out, popen))
+    stacks: list[tuple[list[str], int]] = []
+    for label, out, proc in procs:
+        proc.wait(timeout=seconds + 120)
+        for line in out.read_text().splitlines() if out.exists() else []:
+            stack, _, count = line.rpartition(" ")
+            if stack and count.isdigit():
+                stacks.append(
+                    ([f"process {label}", *(_short_frame(f) for f in stack.split(";"))], int(count))
+                )
+    return summarise_profile(stacks, seconds)
+
+
+def summarise_profile(stacks: list[tuple[list[str], int]], seconds: float, top: int = 12) -> dict[str, Any]:
+    """Per process: samples, the top functions by own samples, and the triggerer's and this
+    provider's functions by inclusive samples (counted once per stack they are on)."""
+    per: dict[str, dict[str, Any]] = {}
+    for frames, count in stacks:
+        label = frames[0].removeprefix("process ") if frames and frames[0].startswith("process ") else "?"
+        entry = per.setdefault(label, {"samples": 0, "own": {}, "inclusive": {}})
+        entry["samples"] += count
+        calls = [f for f in frames if not f.startswith(("process ", "thread "))]
+        if not calls:
+            continue
+        entry["own"][calls[-1]] = entry["own"].get(calls[-1], 0) + count
+        for frame in set(calls):
+            entry["inclusive"][frame] = entry["inclusive"].get(frame, 0) + count
+    wanted = (
+        "modelslab_provider/",
+        "triggerer_job_runner.py",
+        "supervisor.py",
+        "models/trigger.py",
+        "structlog",
+    )
+    total = sum(e["samples"] for e in per.values())
+
+    def ranked(counts: dict[str, int], keep: Any = None) -> list[tuple[str, int, float]]:
+        rows = sorted(((f, c) for f, c in counts.items() if keep is None or keep(f)), key=lambda r: -r[1])
+        return [(f, c, c / total * 100 if total else 0.0) for f, c in rows[:top]]
+
+    return {
+        "seconds": seconds,
+        "samples": total,
+        "per_process": {k: e["samples"] for k, e in per.items()},
+        "processes": {
+            k: {
+                "own": ranked(e["own"]),
+                "inclusive": ranked(e["inclusive"], lambda f: any(w in f for w in wanted)),
+            }
+            for k, e in sorted(per.items(), key=lambda kv: -kv[1]["samples"])
+        },
+    }
 
 
 def measure(quick: bool = False, held: int = 100, window: float = 60.0) -> dict[str, Any]:
@@ -111,39 +218,59 @@ def measure(quick: bool = False, held: int = 100, window: float = 60.0) -> dict[
     return out
 
 
-def _triggerer_cpu_per_poll(dep: Any, held: int, window: float) -> dict[str, Any]:
+def _triggerer_cpu_per_poll(
+    dep: Any,
+    held: int,
+    window: float,
+    dag_id: str = "dist_failover",
+    prefix: str = "failover op",
+    profile: float = 0.0,
+) -> dict[str, Any]:
     """Hold ``held`` deferred operators in the two triggerers; their CPU per poll over ``window`` s.
 
     The triggerers' idle CPU (heartbeats, trigger-table queries) over a window of the same length
     with no trigger is measured first and reported apart, so the per-poll figure is also given
-    net of it.
+    net of it. With ``profile`` > 0, py-spy then samples the triggerer processes for that many
+    seconds (after the CPU window, so its own cost is not in the figure).
     """
     idle0 = triggerer_cpu(dep)
     time.sleep(window)
     idle = triggerer_cpu(dep) - idle0
-    run_id = dep.trigger_dags(["dist_failover"])["dist_failover"]
+    run_id = dep.trigger_dags([dag_id])[dag_id]
+    deferring = time.monotonic()
 
     def waiting() -> bool:
         rows = dep.query(
             "SELECT count(*) FROM task_instance ti JOIN trigger t ON ti.trigger_id = t.id "
-            "WHERE ti.dag_id='dist_failover' AND ti.run_id=%s AND t.triggerer_id IS NOT NULL",
+            "WHERE ti.dag_id=%s AND ti.run_id=%s AND t.triggerer_id IS NOT NULL",
+            dag_id,
             run_id,
         )
         return bool(rows[0][0] == held)
 
-    dep.wait_until(f"{held} operators deferred", waiting, 1800, 1.0)
-    time.sleep(10)  # past the start-up burst: the first polls, the resumed supervisors' lookups
-    cpu0, fetch0, t0 = triggerer_cpu(dep), dep.sim.stats()["fetches"], time.monotonic()
+    dep.wait_until(f"{held} operators deferred", waiting, 3600, 2.0)
+    deferred_in = time.monotonic() - deferring
+    time.sleep(
+        10 if held <= 100 else 30
+    )  # past the start-up burst: the first polls, the resumed supervisors' lookups
+    by0, fetch0, t0 = triggerer_cpu_by_process(dep), dep.sim.stats()["fetches"], time.monotonic()
     time.sleep(window)
-    cpu1, fetch1, t1 = triggerer_cpu(dep), dep.sim.stats()["fetches"], time.monotonic()
+    by1, fetch1, t1 = triggerer_cpu_by_process(dep), dep.sim.stats()["fetches"], time.monotonic()
+    per_process = {k: v - by0.get(k, 0.0) for k, v in by1.items()}
+    cpu0, cpu1 = sum(by0.values()), sum(by1.values())
+    profiled = profile_triggerers(dep, profile, dep.root / "profile") if profile > 0 else None
     for prompt, ids in dep.submits().items():
-        if prompt.startswith("failover op"):
+        if prompt.startswith(prefix):
             for job_id in ids:
                 dep.sim.complete(job_id)
-    dep.wait_for_run("dist_failover", run_id, 1800)
+    dep.wait_for_run(dag_id, run_id, 3600)
     polls = fetch1 - fetch0
     return {
         "held": held,
+        "triggerers": sum(1 for name in dep.components if name.startswith("triggerer")),
+        "deferred_in": deferred_in,
+        "per_process": per_process,
+        "profile": profiled,
         "window": t1 - t0,
         "polls": polls,
         "cpu": cpu1 - cpu0,
@@ -153,6 +280,44 @@ def _triggerer_cpu_per_poll(dep: Any, held: int, window: float) -> dict[str, Any
             (cpu1 - cpu0 - idle * (t1 - t0) / window) / polls * 1000 if polls else float("nan")
         ),
     }
+
+
+def measure_triggerer(
+    held: int, triggerers: int, poll: float, max_poll: float, window: float, profile: float
+) -> dict[str, Any]:
+    """Only the real-triggerer CPU figure: ``held`` deferred operators in ``triggerers`` triggerers."""
+    from tests.distributed.deployment import Deployment
+
+    root = Path(tempfile.mkdtemp(prefix="modelslab-bench-triggerer-"))
+    begun = time.monotonic()
+    out: dict[str, Any] = {"machine": machine(), "poll": (poll, max_poll)}
+    dep = Deployment.start_all(
+        root,
+        dags=[REPO / "benchmarks" / "dags" / "bench_triggerer.py"],
+        triggerers=triggerers,
+        triggerer_capacity=max(1000, held),
+        worker_concurrency=16,
+        parallelism=36,
+        extra_env={
+            "BENCH_HELD_N": str(held),
+            "BENCH_HELD_POLL": f"{poll:g}",
+            "BENCH_HELD_MAX_POLL": f"{max_poll:g}",
+        },
+    )
+    try:
+        out["describe"] = dep.describe()
+        dep.wait_for_dags(["bench_triggerer_held"])
+        out["setup"] = time.monotonic() - begun
+        out["triggerer"] = _triggerer_cpu_per_poll(
+            dep, held, window, dag_id="bench_triggerer_held", prefix="held op", profile=profile
+        )
+    finally:
+        dep.stop()
+        import shutil
+
+        shutil.rmtree(root, ignore_errors=True)
+    out["seconds"] = time.monotonic() - begun
+    return out
 
 
 def _local_figures() -> dict[str, str]:
@@ -254,10 +419,120 @@ def render(out: dict[str, Any], command: str) -> str:
     return "\n".join(lines)
 
 
-def write_section(section: str, path: Path = RESULTS) -> None:
+def render_triggerer_runs(runs: list[dict[str, Any]]) -> str:
+    """The real-triggerer section: one row per run, then each run's profile."""
+    rows = []
+    for r in runs:
+        t = r["triggerer"]
+        split = ", ".join(
+            f"{k.split(' child')[0]}{' child' if ' child' in k else ''} {v:.1f}"
+            for k, v in sorted(t["per_process"].items())
+        )
+        rows.append(
+            [
+                r["label"],
+                f"{t['held']:,}",
+                t["triggerers"],
+                f"{r['poll'][0]:g}-{r['poll'][1]:g} s",
+                f"{t['polls']:,} in {t['window']:.0f} s",
+                f"{t['cpu']:.1f} ({split})",
+                f"{t['idle_cpu']:.1f}",
+                f"**{t['cpu_ms_per_poll']:.2f}**",
+                f"**{t['net_ms_per_poll']:.2f}**",
+                f"{t['deferred_in'] / 60:.1f} min",
+                r["load"],
+                f"`{r['command']}`",
+            ]
+        )
+    lines = [
+        TRIG_START,
+        "## CPU per poll inside a real `airflow triggerer` (issue 16 item 5, issue 14)",
+        "",
+        "Written by `python benchmarks/celery_airflow.py --triggerer-only` (as root): the distributed "
+        "tests' deployment (PostgreSQL, CeleryExecutor on Redis, `tests/distributed/deployment.py`) "
+        "with only `benchmarks/dags/bench_triggerer.py`: N mapped deferrable "
+        "`ModelsLabTextToVideoOperator`s whose jobs stay running, held in real `airflow triggerer` "
+        "processes. CPU = user + system time of every triggerer process (supervisor and trigger-runner "
+        "child, from /proc) over the window, which starts 30 s after the last operator deferred (10 s "
+        "at N <= 100); polls = fetches the simulator counted in the same window. Idle = the same "
+        "triggerers' CPU over a window of the same length before any trigger existed (heartbeats, "
+        "trigger-table queries); net = (CPU - idle) / polls. Connection lookups go through the "
+        "triggerer's supervisor and every log line through its log channel. Runs are kept in "
+        "`benchmarks/real_triggerer_runs.json`; a new run replaces the one with the same label and N.",
+        "",
+        table(
+            [
+                "run",
+                "N",
+                "triggerers",
+                "poll pace",
+                "polls in window",
+                "triggerer CPU s (per process)",
+                "idle CPU s",
+                "CPU ms / poll",
+                "net ms / poll",
+                "deferring took",
+                "load average at start",
+                "command",
+            ],
+            rows,
+        ),
+    ]
+    for r in runs:
+        prof = r["triggerer"].get("profile")
+        if not prof:
+            continue
+        per = ", ".join(f"{k}: {v:,}" for k, v in sorted(prof["per_process"].items()))
+        lines += [
+            "",
+            f"Profile of run '{r['label']}', N = {r['triggerer']['held']:,} (py-spy, 100 Hz, "
+            f"{prof['seconds']:.0f} s after the CPU window, on-CPU samples only, functions aggregated by "
+            f"their first line; {prof['samples']:,} samples: {per}; shares are of all samples).",
+        ]
+        for proc, tops in prof.get("processes", {}).items():
+            lines += [
+                "",
+                f"{proc}: top functions by own samples | on the stack (triggerer, supervisor, structlog, "
+                "this provider)",
+                "",
+                table(
+                    ["own: function", "samples", "share", "on stack: function", "samples", "share"],
+                    [
+                        [
+                            *([f"`{o[0]}`", f"{o[1]:,}", f"{o[2]:.1f} %"] if o else ["", "", ""]),
+                            *([f"`{i[0]}`", f"{i[1]:,}", f"{i[2]:.1f} %"] if i else ["", "", ""]),
+                        ]
+                        for o, i in itertools.zip_longest(tops["own"], tops["inclusive"])
+                    ],
+                ),
+            ]
+    lines += ["", TRIG_END]
+    return "\n".join(lines)
+
+
+def record_triggerer_run(out: dict[str, Any], label: str, command: str) -> str:
+    """Add this run to the JSON file (replacing one with the same label and N); the new section."""
+    import json
+
+    runs = json.loads(TRIGGERER_RUNS.read_text()) if TRIGGERER_RUNS.exists() else []
+    entry = {
+        "label": label,
+        "command": command,
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "load": out["machine"]["load average at start"],
+        "poll": list(out["poll"]),
+        "triggerer": out["triggerer"],
+    }
+    runs = [r for r in runs if (r["label"], r["triggerer"]["held"]) != (label, out["triggerer"]["held"])]
+    runs.append(entry)
+    TRIGGERER_RUNS.write_text(json.dumps(runs, indent=1) + "\n")
+    return render_triggerer_runs(runs)
+
+
+def write_section(section: str, path: Path = RESULTS, start: str = START_MARK, end: str = END_MARK) -> None:
     """Put ``section`` into RESULTS.md in place of the previous one (or at the end)."""
     text = path.read_text() if path.exists() else ""
-    pattern = re.compile(re.escape(START_MARK) + ".*?" + re.escape(END_MARK), re.S)
+    pattern = re.compile(re.escape(start) + ".*?" + re.escape(end), re.S)
     if pattern.search(text):
         text = pattern.sub(lambda _: section, text)
     else:
@@ -271,7 +546,37 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--held", type=int, default=100, help="deferred operators for the CPU-per-poll figure"
     )
+    parser.add_argument(
+        "--triggerer-only",
+        action="store_true",
+        help="only the real-triggerer CPU figure (no worker-slot or reaction DAGs); own section",
+    )
+    parser.add_argument(
+        "--triggerers", type=int, default=1, help="with --triggerer-only: triggerer processes"
+    )
+    parser.add_argument("--poll", type=float, default=5.0, help="with --triggerer-only: poll_interval (s)")
+    parser.add_argument(
+        "--max-poll", type=float, default=10.0, help="with --triggerer-only: max_poll_interval"
+    )
+    parser.add_argument("--window", type=float, default=120.0, help="with --triggerer-only: CPU window (s)")
+    parser.add_argument("--profile", type=float, default=0.0, help="py-spy the triggerers for this many s")
+    parser.add_argument(
+        "--label", default="current", help="with --triggerer-only: the run's name in the table"
+    )
     args = parser.parse_args(argv)
+    if args.triggerer_only:
+        out = measure_triggerer(
+            args.held, args.triggerers, args.poll, args.max_poll, args.window, args.profile
+        )
+        command = (
+            f"python benchmarks/celery_airflow.py --triggerer-only --held {args.held} "
+            f"--triggerers {args.triggerers} --poll {args.poll:g} --max-poll {args.max_poll:g} "
+            f"--window {args.window:g}" + (f" --profile {args.profile:g}" if args.profile else "")
+        )
+        section = record_triggerer_run(out, args.label, command)
+        print(section)
+        write_section(section, start=TRIG_START, end=TRIG_END)
+        return 0
     out = measure(quick=args.quick, held=args.held)
     command = "python benchmarks/celery_airflow.py" + (" --quick" if args.quick else "")
     if args.held != 100:

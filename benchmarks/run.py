@@ -152,12 +152,13 @@ def render(results: list[Result], quick: bool, argv: Sequence[str], seconds: flo
 
 def _keep_celery_section(out: Path, text: str) -> str:
     """Carry over the section ``benchmarks/celery_airflow.py`` wrote (it needs root and its own run)."""
-    from benchmarks.celery_airflow import END_MARK, START_MARK
+    from benchmarks.celery_airflow import END_MARK, START_MARK, TRIG_END, TRIG_START
 
     old = out.read_text() if out.exists() else ""
-    if START_MARK in old and END_MARK in old:
-        section = old[old.index(START_MARK) : old.index(END_MARK) + len(END_MARK)]
-        text = text.rstrip("\n") + "\n\n" + section + "\n"
+    for start, end in ((START_MARK, END_MARK), (TRIG_START, TRIG_END)):
+        if start in old and end in old:
+            section = old[old.index(start) : old.index(end) + len(end)]
+            text = text.rstrip("\n") + "\n\n" + section + "\n"
     return text
 
 

@@ -9,6 +9,7 @@ wait loop uses. :func:`urls_from_event` is the one place where a resumed task ch
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import random
 import time
 from typing import TYPE_CHECKING, Any
@@ -43,6 +44,34 @@ if TYPE_CHECKING:
 CLASSPATH = "modelslab_provider.triggers.video.VideoFetchTrigger"
 #: the trigger's kwargs that are also fields of its :class:`WaitTracker`
 TRACKER_FIELDS = ("request_id", "started_at", "deadline", "eta", "limit")
+#: A waiting trigger's progress line ("status processing, ETA ..., poll N") is logged at INFO on the
+#: first poll, whenever the state or the expected ready time (by this much) changes, and otherwise at
+#: most once per this many seconds; the polls in between log it at DEBUG. In a real triggerer every
+#: INFO line wakes the supervisor's loop, which queries the trigger table each time: a line per poll
+#: was most of a poll's CPU there (benchmarks/RESULTS.md, "CPU per poll inside a real triggerer").
+PROGRESS_INFO_EVERY = 60.0
+
+
+@dataclasses.dataclass
+class _ProgressLog:
+    """Decides whether a poll's progress line is INFO (see :data:`PROGRESS_INFO_EVERY`)."""
+
+    logged_at: float | None = None
+    state: tuple[Any, ...] | None = None
+    eta: float | None = None
+
+    def is_info(self, tracker: WaitTracker, result: VideoResult, now: float) -> bool:
+        state = (result.raw_status, result.unknown_status, result.awaiting_links)
+        changed, self.state = state != self.state, state
+        eta_moved = tracker.eta is not None and (
+            self.eta is None or abs(tracker.eta - self.eta) >= PROGRESS_INFO_EVERY
+        )
+        # an empty success is rare and counts towards a failure: always worth INFO
+        due = self.logged_at is None or now - self.logged_at >= PROGRESS_INFO_EVERY
+        if not (changed or eta_moved or due or result.awaiting_links):
+            return False
+        self.logged_at, self.eta = now, tracker.eta
+        return True
 
 
 class VideoFetchTrigger(ModelsLabTrigger[WaitTracker]):
@@ -110,6 +139,7 @@ class VideoFetchTrigger(ModelsLabTrigger[WaitTracker]):
             "unknown" if tracker.eta is None else f"{tracker.eta:.0f} s",
             delay,
         )
+        progress = _ProgressLog()
         while True:
             if delay > 0:
                 await asyncio.sleep(delay)
@@ -140,11 +170,17 @@ class VideoFetchTrigger(ModelsLabTrigger[WaitTracker]):
                     return self.timeout_event(tracker)
                 return self._failure_event(decision.error)
             if result is not None:
-                self._log_progress(tracker, result, decision.delay)
+                self._log_progress(tracker, result, decision.delay, progress)
             delay = decision.delay
 
-    def _log_progress(self, tracker: WaitTracker, result: VideoResult, delay: float) -> None:
-        self.log.info(*tracker.describe(result, time.time(), delay))
+    def _log_progress(
+        self, tracker: WaitTracker, result: VideoResult, delay: float, progress: _ProgressLog
+    ) -> None:
+        now = time.time()
+        if progress.is_info(tracker, result, now):
+            self.log.info(*tracker.describe(result, now, delay))
+        else:
+            self.log.debug(*tracker.describe(result, now, delay))
 
     def _success_event(self, tracker: WaitTracker, result: VideoResult) -> dict[str, Any]:
         elapsed = round(time.time() - tracker.started_at, 3)

@@ -35,3 +35,37 @@ def test_run_py_keeps_the_section_when_it_rewrites_the_file(tmp_path: Path) -> N
 
 def test_run_py_adds_nothing_without_a_section(tmp_path: Path) -> None:
     assert _keep_celery_section(tmp_path / "missing.md", "# new\n") == "# new\n"
+
+
+def test_run_py_keeps_the_real_triggerer_section_too(tmp_path: Path) -> None:
+    from benchmarks.celery_airflow import TRIG_END, TRIG_START
+
+    results = tmp_path / "RESULTS.md"
+    real = f"{TRIG_START}\n## real triggerer\n{TRIG_END}"
+    results.write_text("# old\n\n" + _section("celery figures") + "\n\n" + real + "\n")
+    write_section(f"{TRIG_START}\nnew figures\n{TRIG_END}", results, TRIG_START, TRIG_END)
+    assert "new figures" in results.read_text()
+    assert _section("celery figures") in results.read_text()
+    rewritten = _keep_celery_section(results, "# new results\n")
+    assert _section("celery figures") in rewritten
+    assert f"{TRIG_START}\nnew figures\n{TRIG_END}" in rewritten
+
+
+def test_profile_summary_counts_own_and_inclusive_samples_per_process() -> None:
+    from benchmarks.celery_airflow import summarise_profile
+
+    loop = "run_once (airflow/jobs/triggerer_job_runner.py:697)"
+    query = "do_execute (sqlalchemy/engine/default.py:1191)"
+    poll = "_poll (modelslab_provider/triggers/video.py:139)"
+    stacks = [
+        (["process sup", loop, query], 6),
+        (["process sup", loop], 2),
+        (["process child", poll, "read (aiohttp/x.py:1)"], 2),
+    ]
+    summary = summarise_profile(stacks, 10.0)
+    assert summary["samples"] == 10
+    assert summary["per_process"] == {"sup": 8, "child": 2}
+    sup = summary["processes"]["sup"]
+    assert sup["own"][0] == (query, 6, 60.0)
+    assert sup["inclusive"] == [(loop, 8, 80.0)]  # sqlalchemy is not in the inclusive selection
+    assert summary["processes"]["child"]["inclusive"] == [(poll, 2, 20.0)]
