@@ -404,3 +404,9 @@ def test_a_given_poll_policy_is_not_floored_by_the_default_poke_interval(sim: Si
     assert op._trigger_policy()["max_interval"] == 2
     floored = sensor(job, deferrable=True, timeout=120, poke_interval=30, poll_policy={"min_interval": 0.5})
     assert floored._trigger_policy()["min_interval"] == 30
+
+
+def test_an_unknown_poll_policy_setting_is_named_at_parse_time() -> None:
+    """The same reading of ``poll_policy`` as the trigger's kwargs (events.load_poll_policy)."""
+    with pytest.raises(ValueError, match=r"poll_policy has an unknown setting: .*'bogus'"):
+        VideoFetchSensor(task_id="unknown_setting", request_id="1", poll_policy={"bogus": 1})
