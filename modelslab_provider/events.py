@@ -1,7 +1,8 @@
 """Errors and trigger events on the Airflow side: one mapping for the trigger, sensor and operators.
 
 The client raises typed :mod:`~modelslab_provider.client.errors`; here they become event fields
-(``error_type``, ``message``) in the triggerer and Airflow exceptions in the worker. Cheap to
+(``error_type``, ``message``) in the triggerer and Airflow exceptions in the worker. The poll
+policy a trigger receives as kwargs is read here too, the same way by the sensor. Cheap to
 import (no trigger base class, no HTTP library), so sensors and operators import it at parse time.
 """
 
@@ -20,11 +21,13 @@ from airflow.providers.common.compat.sdk import (
 from modelslab_provider.client.core import http_url
 from modelslab_provider.client.errors import (
     ModelsLabAuthError,
+    ModelsLabConfigError,
     ModelsLabError,
     ModelsLabNotFoundError,
     ModelsLabTransientError,
     refused_key_message,
 )
+from modelslab_provider.client.policy import PollPolicy
 
 #: every status an event may carry; anything else is a version skew and fails the resumed task
 EVENT_STATUSES = frozenset({"success", "failed", "timeout", "error"})
@@ -66,6 +69,16 @@ def failure(exc: BaseException, conn_id: str) -> Exception:
     if isinstance(exc, ModelsLabTransientError):
         return AirflowException(message)
     return AirflowException(f"{message} (connection {conn_id!r})")
+
+
+def load_poll_policy(value: PollPolicy | Mapping[str, Any] | None) -> PollPolicy:
+    """A :class:`PollPolicy` from itself or its dict, or the error naming an unknown setting."""
+    if isinstance(value, PollPolicy):
+        return value
+    try:
+        return PollPolicy(**dict(value or {}))
+    except TypeError as exc:
+        raise ModelsLabConfigError(f"poll_policy has an unknown setting: {exc}") from None
 
 
 def compact_meta(value: Any) -> Any:

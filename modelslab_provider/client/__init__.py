@@ -9,32 +9,35 @@ from typing import TYPE_CHECKING, Any
 
 from modelslab_provider.client.core import (
     API_VERSIONS,
+    DEFAULT_BASE_URL,
+    DEFAULT_CONN_ID,
     ENDPOINTS,
     V6,
     V7,
-    ApiRequest,
     Balance,
     ClientSettings,
     Status,
     VideoResult,
-    normalise,
     normalise_request_id,
-    parse_response,
     resolve_endpoint,
 )
 from modelslab_provider.client.errors import (
+    ModelsLabAmbiguousSubmitError,
     ModelsLabAuthError,
     ModelsLabConfigError,
     ModelsLabCreditsError,
     ModelsLabError,
     ModelsLabJobFailedError,
     ModelsLabNotFoundError,
+    ModelsLabPlanError,
     ModelsLabRateLimitError,
     ModelsLabRequestError,
     ModelsLabTimeoutError,
     ModelsLabTransientError,
 )
 from modelslab_provider.client.policy import PollPolicy, RetryPolicy, WaitTracker
+from modelslab_provider.client.responses import normalise_response
+from modelslab_provider.client.submit import SubmittedRequest
 
 if TYPE_CHECKING:
     from modelslab_provider.client.aio import AsyncModelsLabClient
@@ -42,13 +45,15 @@ if TYPE_CHECKING:
 
 __all__ = [
     "API_VERSIONS",
+    "DEFAULT_BASE_URL",
+    "DEFAULT_CONN_ID",
     "ENDPOINTS",
     "V6",
     "V7",
-    "ApiRequest",
     "AsyncModelsLabClient",
     "Balance",
     "ClientSettings",
+    "ModelsLabAmbiguousSubmitError",
     "ModelsLabAuthError",
     "ModelsLabClient",
     "ModelsLabConfigError",
@@ -56,6 +61,7 @@ __all__ = [
     "ModelsLabError",
     "ModelsLabJobFailedError",
     "ModelsLabNotFoundError",
+    "ModelsLabPlanError",
     "ModelsLabRateLimitError",
     "ModelsLabRequestError",
     "ModelsLabTimeoutError",
@@ -63,11 +69,11 @@ __all__ = [
     "PollPolicy",
     "RetryPolicy",
     "Status",
+    "SubmittedRequest",
     "VideoResult",
     "WaitTracker",
-    "normalise",
     "normalise_request_id",
-    "parse_response",
+    "normalise_response",
     "resolve_endpoint",
 ]
 

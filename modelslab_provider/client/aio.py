@@ -14,13 +14,12 @@ import weakref
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from modelslab_provider.client import batch, core
+from modelslab_provider.client import core, responses
 from modelslab_provider.client.batch import BatchStatus
-from modelslab_provider.client.core import ApiRequest, Balance, ClientSettings, VideoResult
-from modelslab_provider.client.errors import ModelsLabError, ModelsLabTransientError
+from modelslab_provider.client.calls import BaseClient
+from modelslab_provider.client.core import USER_AGENT, ApiRequest, Balance, ClientSettings, VideoResult
+from modelslab_provider.client.errors import ModelsLabError
 from modelslab_provider.client.policy import RetryPolicy
-from modelslab_provider.client.submit import prepare_payload
-from modelslab_provider.client.sync import USER_AGENT, describe_exception, retry_delay
 
 if TYPE_CHECKING:
     import aiohttp
@@ -76,7 +75,7 @@ async def close_shared_session() -> None:
         await session.close()
 
 
-class AsyncModelsLabClient:
+class AsyncModelsLabClient(BaseClient):
     """Async twin of :class:`~modelslab_provider.client.sync.ModelsLabClient`."""
 
     def __init__(
@@ -87,16 +86,9 @@ class AsyncModelsLabClient:
         session: aiohttp.ClientSession | None = None,
         jitter: Callable[[], float] = random.random,
     ) -> None:
-        self.settings = settings
-        self.retry = retry or RetryPolicy(max_attempts=settings.max_retries)
+        super().__init__(settings, retry=retry, jitter=jitter)
         self._session = session
-        self._jitter = jitter
         self._timeout: aiohttp.ClientTimeout | None = None
-        #: the last fetch request built: a waiting trigger polls the same one every time
-        self._last_fetch: tuple[tuple[Any, str, str | None], ApiRequest] | None = None
-
-    def __repr__(self) -> str:
-        return f"AsyncModelsLabClient(base_url={self.settings.base_url!r})"
 
     async def __aenter__(self) -> AsyncModelsLabClient:
         """Hold the loop's pooled session for a whole wait; the last holder to leave closes it."""
@@ -109,29 +101,19 @@ class AsyncModelsLabClient:
             await _release()
 
     async def submit(self, endpoint: str, payload: Mapping[str, Any]) -> VideoResult:
-        request = core.build_submit(self.settings, endpoint, prepare_payload(endpoint, payload))
-        return await self._send(request, core.normalise_response)
+        return await self._send(*self.submit_call(endpoint, payload))
 
     async def fetch(
         self, request_id: Any, api_version: str = core.V6, fetch_url: str | None = None
     ) -> VideoResult:
-        key = (request_id, api_version, fetch_url)
-        if self._last_fetch is not None and self._last_fetch[0] == key:
-            request = self._last_fetch[1]
-        else:
-            request = core.build_fetch(self.settings, request_id, api_version, fetch_url)
-            self._last_fetch = (key, request)
-        return await self._send(request, core.normalise_response)
+        return await self._send(*self.fetch_call(request_id, api_version, fetch_url))
 
     async def wallet_balance(self) -> Balance:
-        return await self._send(core.build_wallet_balance(self.settings), core.parse_balance)
+        return await self._send(*self.wallet_balance_call())
 
     async def fetch_batch(self, batch_id: Any, size: int) -> BatchStatus:
         """Poll one batch once (free; transient failures retried)."""
-        bid = core.normalise_request_id(batch_id)
-        return await self._send(
-            batch.build_batch_fetch(self.settings, bid), lambda d, c: batch.parse_batch_fetch(d, bid, size, c)
-        )
+        return await self._send(*self.batch_fetch_call(batch_id, size))
 
     async def _send(self, request: ApiRequest, parse: Callable[[dict[str, Any], int], T]) -> T:
         """Send with retries; ``parse`` runs inside the loop, so a rate limit in a 200 body is retried too."""
@@ -141,7 +123,7 @@ class AsyncModelsLabClient:
             try:
                 return parse(*await self._send_once(request))
             except ModelsLabError as exc:
-                await asyncio.sleep(retry_delay(self.retry, attempt, exc, request, self._jitter()))
+                await asyncio.sleep(self.retry_wait(attempt, exc, request))
 
     async def _send_once(self, request: ApiRequest) -> tuple[dict[str, Any], int]:
         import aiohttp
@@ -161,23 +143,12 @@ class AsyncModelsLabClient:
                 timeout=timeout,
                 allow_redirects=False,
             ) as response:
-                body = core.scrub_secret(await response.read(), self.settings.api_key)
+                body = await response.read()
                 status, retry_after = response.status, response.headers.get("Retry-After")
         except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
-            raise ModelsLabTransientError(
-                f"Could not connect to ModelsLab: {describe_exception(exc)}"
-            ) from exc
+            raise responses.not_connected(exc) from exc
         except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
-            raise ModelsLabTransientError(
-                f"ModelsLab did not answer within {self.settings.timeout:g} s", ambiguous=True
-            ) from exc
+            raise responses.no_answer(self.settings.timeout) from exc
         except (aiohttp.ClientError, OSError) as exc:
-            raise ModelsLabTransientError(
-                f"Connection to ModelsLab failed: {describe_exception(exc)}", ambiguous=True
-            ) from exc
-        if 300 <= status < 400:
-            raise ModelsLabError(
-                f"ModelsLab redirected {core.redact_url(request.url)} (HTTP {status}); "
-                "check the connection's Base URL. The key is not sent to redirect targets."
-            )
-        return core.decode_response(status, body, retry_after_header=retry_after), status
+            raise responses.connection_lost(exc) from exc
+        return responses.read_answer(request, status, body, retry_after, self.settings.api_key), status

@@ -7,10 +7,12 @@ the sensor and the trigger all wait the same way.
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
+import logging
+import warnings
+from dataclasses import InitVar, dataclass, field
 from typing import Any
 
-from modelslab_provider.client.core import Status, VideoResult
+from modelslab_provider.client.core import ApiRequest, Status, VideoResult, redact_url
 from modelslab_provider.client.errors import (
     ModelsLabError,
     ModelsLabJobFailedError,
@@ -18,6 +20,8 @@ from modelslab_provider.client.errors import (
     ModelsLabTimeoutError,
     ModelsLabTransientError,
 )
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -77,9 +81,9 @@ class PollPolicy:
 
     With an ETA: first poll at ``eta_lead`` of it, then every ``eta_step`` of it, widening by
     ``growth`` of the overrun. Without: every ``interval``, widening by ``growth`` past
-    ``patience``. A jitter draw shortens each wait by up to ``spread`` so triggers do not poll in
-    lockstep. Waits stay within [min_interval, max_interval] (a far ETA up to ``max_eta_wait``);
-    ``benchmarks/polling.py`` measures the defaults.
+    ``patience``. Jitter shortens each wait by up to ``spread``. Every gap, the first included,
+    stays within [min_interval, max_interval] (after a failed poll: :meth:`error_delay`).
+    ``max_eta_wait``, a retired setting, is accepted and ignored so saved trigger kwargs load.
     """
 
     min_interval: float = 5.0
@@ -90,10 +94,16 @@ class PollPolicy:
     growth: float = 0.15
     patience: float = 600.0
     spread: float = 0.1
-    max_eta_wait: float = 900.0
     max_empty_success_polls: int = 5
+    max_eta_wait: InitVar[float | None] = None
 
-    def __post_init__(self) -> None:
+    def __post_init__(self, max_eta_wait: float | None) -> None:
+        if max_eta_wait is not None:
+            warnings.warn(
+                "PollPolicy(max_eta_wait=...) is ignored: max_interval bounds every wait, the first too.",
+                DeprecationWarning,
+                stacklevel=3,
+            )
         if not 0 < self.min_interval <= self.max_interval:
             raise ValueError(
                 f"poll intervals need 0 < min_interval <= max_interval, got {self.min_interval}, "
@@ -114,7 +124,7 @@ class PollPolicy:
             expected = eta * self.eta_lead
             step = self._clamp(min(self.eta_step * eta, self.interval))
             if elapsed < expected:
-                delay = min(max((expected - elapsed) * shorten, self.min_interval), self.max_eta_wait)
+                delay = self._clamp((expected - elapsed) * shorten)
             else:
                 overrun = elapsed - eta / (2 - 1 / self.eta_lead)
                 delay = self._clamp((step + self.growth * max(overrun, 0.0)) * shorten)
@@ -123,6 +133,17 @@ class PollPolicy:
         if remaining is not None:
             delay = min(delay, max(remaining, 0.0))
         return delay
+
+    def error_delay(self, failures: int, error: BaseException, retry: RetryPolicy, jitter: float) -> float:
+        """Seconds until the poll after the ``failures``-th transient failure in a row.
+
+        ``retry``'s backoff, from ``min_interval / 5`` (a blip is retried soon) up to
+        ``max_interval``; a rate limit's own wait is honoured up to 5 x ``max_interval``, since
+        ModelsLab refuses polls before it.
+        """
+        delay = max(retry.backoff(failures, error, jitter), self.min_interval / 5)
+        limited = isinstance(error, ModelsLabRateLimitError) and error.retry_after is not None
+        return min(delay, self.max_interval * (5 if limited else 1))
 
     def _clamp(self, value: float) -> float:
         return min(max(value, self.min_interval), self.max_interval)
@@ -137,7 +158,6 @@ class PollPolicy:
             "growth": self.growth,
             "patience": self.patience,
             "spread": self.spread,
-            "max_eta_wait": self.max_eta_wait,
             "max_empty_success_polls": self.max_empty_success_polls,
         }
 
@@ -216,8 +236,7 @@ class WaitTracker:
         """Transient errors never end the wait (only the deadline does); the rest fail at once."""
         if isinstance(error, ModelsLabTransientError):
             self.transient_errors += 1
-            delay = self.retry.backoff(self.transient_errors, error, jitter)
-            return self._wait(now, min(max(delay, self.poll.min_interval / 5), self.poll.max_interval * 5))
+            return self._wait(now, self.poll.error_delay(self.transient_errors, error, self.retry, jitter))
         if isinstance(error, ModelsLabError):
             return Decision(Action.FAIL, error=error)
         raise error
@@ -289,3 +308,32 @@ class PaidCallRetryPolicy(RetryPolicy):
         if not never_reached(error):
             return None
         return super().delay(attempt, error, idempotent=True, jitter=jitter)
+
+
+def retry_delay(
+    retry: RetryPolicy,
+    attempt: int,
+    error: ModelsLabError,
+    request: ApiRequest,
+    jitter: float,
+    *,
+    now: float = 0.0,
+    deadline: float | None = None,
+) -> float:
+    """The wait before attempt ``attempt + 1`` of ``request`` (logged), or ``error`` raised.
+
+    It is raised when ``retry`` gives up, or when the retry could not start before ``deadline``
+    (epoch seconds; ``now`` is the current time).
+    """
+    delay = retry.delay(attempt, error, idempotent=request.idempotent, jitter=jitter)
+    if delay is None or (deadline is not None and now + delay >= deadline):
+        raise error
+    log.warning(
+        "ModelsLab call to %s failed (%s); retry %d of %d in %.1f s",
+        redact_url(request.url),
+        error,
+        attempt,
+        retry.max_attempts - 1,
+        delay,
+    )
+    return delay

@@ -6,13 +6,21 @@ import logging
 import math
 import random
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from modelslab_provider.client import batch, core
-from modelslab_provider.client.batch import BatchStatus, BatchSubmitted
-from modelslab_provider.client.core import ApiRequest, Balance, ClientSettings, Status, VideoResult
+from modelslab_provider.client import batch, core, responses
+from modelslab_provider.client.batch import BatchStatus, BatchSubmitted, BatchWait, EntryResult
+from modelslab_provider.client.calls import BaseClient
+from modelslab_provider.client.core import (
+    USER_AGENT,
+    ApiRequest,
+    Balance,
+    ClientSettings,
+    Status,
+    VideoResult,
+)
 from modelslab_provider.client.errors import (
     ModelsLabAmbiguousSubmitError,
     ModelsLabError,
@@ -24,7 +32,6 @@ from modelslab_provider.client.errors import (
 )
 from modelslab_provider.client.policy import (
     Action,
-    PaidCallRetryPolicy,
     PollPolicy,
     RetryPolicy,
     WaitTracker,
@@ -43,39 +50,13 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-USER_AGENT = "airflow-provider-modelslab"
 ProgressCallback = Callable[[WaitTracker, VideoResult | None, BaseException | None], None]
 #: called before each queue-full wait with (the refusal, seconds to wait, refusals so far); it may
 #: raise to take the wait over (an operator defers to the triggerer), else the client sleeps
 QueueFullCallback = Callable[[ModelsLabRateLimitError, float, int], None]
 
 
-def retry_delay(
-    retry: RetryPolicy, attempt: int, exc: ModelsLabError, request: ApiRequest, jitter: float
-) -> float:
-    """The wait before the next attempt of ``request`` (logged), or ``exc`` raised when giving up."""
-    delay = retry.delay(attempt, exc, idempotent=request.idempotent, jitter=jitter)
-    if delay is None:
-        raise exc
-    log.warning(
-        "ModelsLab call to %s failed (%s); retry %d of %d in %.1f s",
-        core.redact_url(request.url),
-        exc,
-        attempt,
-        retry.max_attempts - 1,
-        delay,
-    )
-    return delay
-
-
-def describe_exception(exc: BaseException) -> str:
-    """A one-line description of a transport exception that never includes a request body."""
-    name = type(exc).__name__
-    text = str(exc).splitlines()[0][:300] if str(exc) else ""
-    return f"{name}: {text}" if text else name
-
-
-class ModelsLabClient:
+class ModelsLabClient(BaseClient):
     """Synchronous client: submit, fetch, wait and wallet balance."""
 
     def __init__(
@@ -88,15 +69,10 @@ class ModelsLabClient:
         clock: Callable[[], float] = time.time,
         jitter: Callable[[], float] = random.random,
     ) -> None:
-        self.settings = settings
-        self.retry = retry or RetryPolicy(max_attempts=settings.max_retries)
+        super().__init__(settings, retry=retry, jitter=jitter)
         self._session = session
         self._sleep = sleep
         self._clock = clock
-        self._jitter = jitter
-
-    def __repr__(self) -> str:
-        return f"ModelsLabClient(base_url={self.settings.base_url!r})"
 
     @property
     def session(self) -> requests.Session:
@@ -119,8 +95,7 @@ class ModelsLabClient:
 
         :meth:`submit_request` adds the ``track_id``, the queue-full wait and the submit record.
         """
-        request = core.build_submit(self.settings, endpoint, prepare_payload(endpoint, payload))
-        return self._send(request, core.normalise_response)
+        return self._send(*self.submit_call(endpoint, payload))
 
     def fingerprint(self, endpoint: str, payload: Mapping[str, Any]) -> str:
         """The fingerprint :meth:`submit_request` records for ``payload`` (before any ``track_id``)."""
@@ -157,7 +132,7 @@ class ModelsLabClient:
         api_version, _ = core.resolve_endpoint(endpoint)
         result = self.send_paid(
             core.build_submit(self.settings, endpoint, body),
-            core.normalise_response,
+            responses.normalise_response,
             what=endpoint,
             track_id=track,
             deadline=deadline,
@@ -255,30 +230,83 @@ class ModelsLabClient:
         ``deadline`` (epoch seconds) caps each attempt's timeout and drops a retry that would
         start after it; at the deadline itself :class:`ModelsLabTimeoutError` is raised.
         """
-        request = core.build_fetch(self.settings, request_id, api_version, fetch_url)
-        return self._send(request, core.normalise_response, deadline)
+        return self._send(*self.fetch_call(request_id, api_version, fetch_url), deadline)
 
     def wallet_balance(self) -> Balance:
-        return self._send(core.build_wallet_balance(self.settings), core.parse_balance)
+        return self._send(*self.wallet_balance_call())
 
-    def submit_batch(self, body: Mapping[str, Any]) -> BatchSubmitted:
-        """Submit one Video Batch (paid): repeated only when it provably never reached ModelsLab."""
-        request = batch.build_batch_submit(self.settings, body)
-        paid = PaidCallRetryPolicy(max_attempts=self.retry.max_attempts)
-        attempt = 0
-        while True:
-            attempt += 1
-            try:
-                return batch.parse_batch_submit(*self._send_once(request))
-            except ModelsLabError as exc:
-                self._sleep(retry_delay(paid, attempt, exc, request, self._jitter()))
+    def submit_batch(
+        self,
+        body: Mapping[str, Any],
+        *,
+        what: str = "batch",
+        deadline: float | None = None,
+        queue_attempts: int = 0,
+        on_queue_full: QueueFullCallback | None = None,
+    ) -> BatchSubmitted:
+        """Submit one Video Batch (paid) under :meth:`send_paid`'s rule; errors name its track ids."""
+        return self.send_paid(
+            batch.build_batch_submit(self.settings, body),
+            batch.parse_batch_submit,
+            what=what,
+            track_id=batch.batch_track_ids(body),
+            deadline=deadline,
+            queue_attempts=queue_attempts,
+            on_queue_full=on_queue_full,
+        )
 
     def fetch_batch(self, batch_id: Any, size: int) -> BatchStatus:
         """Poll one batch once (free; transient failures retried)."""
-        bid = core.normalise_request_id(batch_id)
-        return self._send(
-            batch.build_batch_fetch(self.settings, bid), lambda d, c: batch.parse_batch_fetch(d, bid, size, c)
+        return self._send(*self.batch_fetch_call(batch_id, size))
+
+    def fetch_job(self, job: Mapping[str, Any]) -> list[EntryResult]:
+        """One poll of a batch task's job (a batch, or a single request standing in for one entry)."""
+        if job["kind"] == "batch":
+            return list(self.fetch_batch(job["id"], job["size"]).entries)
+        result = self.fetch(job["id"], job["api_version"], job["fetch_url"])
+        return [batch.entry_from_single(result, job.get("track_id"))]
+
+    def wait_batches(
+        self,
+        jobs: Sequence[Mapping[str, Any]],
+        *,
+        started_at: float,
+        deadline: float | None = None,
+        poll: PollPolicy | None = None,
+        on_round: Callable[[BatchWait, float], None] | None = None,
+    ) -> dict[str, tuple[EntryResult, ...]]:
+        """Poll a batch task's jobs, one fetch per unfinished job per round, until every entry ends.
+
+        Returns the final entries per job id; raises the typed error of a failed fetch or
+        :class:`ModelsLabTimeoutError` at ``deadline``. ``on_round`` hears each round and the next pause.
+        """
+        tracker = BatchWait(
+            jobs={j["id"]: j["size"] for j in jobs},
+            started_at=started_at,
+            deadline=deadline,
+            poll=poll or PollPolicy(),
+            retry=self.retry,
         )
+        by_id = {j["id"]: j for j in jobs}
+        delay = tracker.first_delay(self._clock())
+        while True:
+            if delay > 0:
+                self._sleep(delay)
+            errors: list[BaseException] = []
+            for job_id in tracker.pending():
+                try:
+                    tracker.on_status(job_id, self.fetch_job(by_id[job_id]))
+                except ModelsLabError as exc:
+                    errors.append(exc)
+            decision = tracker.next_round(self._clock(), errors)
+            if decision.action is Action.DONE:
+                return tracker.finished
+            if decision.action is Action.FAIL:
+                assert decision.error is not None
+                raise decision.error
+            if on_round is not None:
+                on_round(tracker, decision.delay)
+            delay = decision.delay
 
     def wait(
         self,
@@ -349,10 +377,9 @@ class ModelsLabClient:
                     *self._send_once(request, core.time_left(deadline, self._clock(), self.settings))
                 )
             except ModelsLabError as exc:
-                delay = retry_delay(retry or self.retry, attempt, exc, request, self._jitter())
-                if deadline is not None and self._clock() + delay >= deadline:
-                    raise exc from None  # no retry can start before the deadline
-                self._sleep(delay)
+                self._sleep(
+                    self.retry_wait(attempt, exc, request, retry=retry, now=self._clock(), deadline=deadline)
+                )
 
     def _send_once(self, request: ApiRequest, timeout: float | None = None) -> tuple[dict[str, Any], int]:
         import requests
@@ -368,33 +395,19 @@ class ModelsLabClient:
                 timeout=(min(10.0, timeout), timeout),
                 allow_redirects=False,
             )
-            body = core.scrub_secret(response.content, self.settings.api_key)
+            body = response.content
         except requests.exceptions.ConnectTimeout as exc:
-            raise ModelsLabTransientError(
-                f"Could not connect to ModelsLab: {describe_exception(exc)}"
-            ) from exc
+            raise responses.not_connected(exc) from exc
         except requests.exceptions.Timeout as exc:
-            raise ModelsLabTransientError(
-                f"ModelsLab did not answer within {timeout:g} s", ambiguous=True
-            ) from exc
+            raise responses.no_answer(timeout) from exc
         except requests.exceptions.ConnectionError as exc:
-            never_sent = _never_sent(exc)
-            what = "Could not connect to ModelsLab" if never_sent else "Connection to ModelsLab failed"
-            raise ModelsLabTransientError(
-                f"{what}: {describe_exception(exc)}", ambiguous=not never_sent
+            raise (
+                responses.not_connected(exc) if _never_sent(exc) else responses.connection_lost(exc)
             ) from exc
         except requests.exceptions.RequestException as exc:
-            raise ModelsLabTransientError(
-                f"HTTP error talking to ModelsLab: {describe_exception(exc)}", ambiguous=True
-            ) from exc
-        if 300 <= response.status_code < 400:
-            raise ModelsLabError(
-                f"ModelsLab redirected {core.redact_url(request.url)} (HTTP {response.status_code}); "
-                "check the connection's Base URL. The key is not sent to redirect targets."
-            )
-        data = core.decode_response(
-            response.status_code, body, retry_after_header=response.headers.get("Retry-After")
-        )
+            raise responses.connection_lost(exc) from exc
+        retry_after = response.headers.get("Retry-After")
+        data = responses.read_answer(request, response.status_code, body, retry_after, self.settings.api_key)
         return data, response.status_code
 
 

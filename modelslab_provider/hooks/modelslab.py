@@ -7,10 +7,9 @@ extra); requests, retries and response handling live in :mod:`modelslab_provider
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import time
 import weakref
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -25,6 +24,7 @@ from modelslab_provider.client.core import (
     ClientSettings,
     Status,
     VideoResult,
+    is_loopback,
     normalise_base_url,
 )
 from modelslab_provider.client.errors import (
@@ -41,9 +41,9 @@ if TYPE_CHECKING:
     from airflow.sdk import Connection
 
     from modelslab_provider.client.aio import AsyncModelsLabClient
-    from modelslab_provider.client.batch import BatchStatus, BatchSubmitted
+    from modelslab_provider.client.batch import BatchStatus, BatchSubmitted, EntryResult
     from modelslab_provider.client.submit import SubmittedRequest
-    from modelslab_provider.client.sync import ModelsLabClient, QueueFullCallback
+    from modelslab_provider.client.sync import ModelsLabClient
 
 
 def settings_from_connection(
@@ -111,22 +111,13 @@ def unused_port(conn: Connection, base_url: str) -> int | None:
 def _refuse_cleartext(base_url: str, allowed: Any, this: str) -> None:
     """The key travels in the request body: plain http is for loopback (the simulator) or by opt-in."""
     parts = urlsplit(base_url)
-    if parts.scheme != "http" or _is_loopback(parts.hostname or "") or _truthy(allowed):
+    if parts.scheme != "http" or is_loopback(parts.hostname or "") or _truthy(allowed):
         return
     raise ModelsLabConfigError(
         f"{this}: the Base URL {base_url} uses plain http:// to another machine, which would send the "
         "API key unencrypted. Change the Base URL (host) field to https://, or, on a trusted network "
         "only, tick the extra field 'Allow plain http:// to a remote host' (allow_plain_http: true)."
     )
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def _truthy(value: Any) -> bool:
@@ -307,29 +298,13 @@ class ModelsLabHook(BaseHook):
         return self.client.submit(endpoint, payload)
 
     def submit_request(
-        self,
-        endpoint: str,
-        payload: Mapping[str, Any],
-        *,
-        track_id: str | None = None,
-        deadline: float | None = None,
-        queue_attempts: int = 0,
-        on_queue_full: QueueFullCallback | None = None,
-        resubmit_on_ambiguous_failure: bool = False,
+        self, endpoint: str, payload: Mapping[str, Any], **kwargs: Any
     ) -> tuple[SubmittedRequest, VideoResult]:
         """The paid submit with its rules (never repeat an ambiguous failure, wait for a queue slot).
 
-        See :meth:`~modelslab_provider.client.sync.ModelsLabClient.submit_request`.
+        Arguments of :meth:`~modelslab_provider.client.sync.ModelsLabClient.submit_request`.
         """
-        return self.client.submit_request(
-            endpoint,
-            payload,
-            track_id=track_id,
-            deadline=deadline,
-            queue_attempts=queue_attempts,
-            on_queue_full=on_queue_full,
-            resubmit_on_ambiguous_failure=resubmit_on_ambiguous_failure,
-        )
+        return self.client.submit_request(endpoint, payload, **kwargs)
 
     def recheck_request(
         self, stored: Any, fingerprint: str
@@ -407,12 +382,18 @@ class ModelsLabHook(BaseHook):
     def wallet_balance(self) -> Balance:
         return self.client.wallet_balance()
 
-    def submit_batch(self, body: Mapping[str, Any]) -> BatchSubmitted:
-        """Submit one Video Batch (paid; see :func:`~modelslab_provider.client.batch.build_batch_body`)."""
-        return self.client.submit_batch(body)
+    def submit_batch(self, body: Mapping[str, Any], **kwargs: Any) -> BatchSubmitted:
+        """Submit one Video Batch (paid; arguments of ``ModelsLabClient.submit_batch``)."""
+        return self.client.submit_batch(body, **kwargs)
 
     def fetch_batch(self, batch_id: Any, size: int) -> BatchStatus:
         return self.client.fetch_batch(batch_id, size)
+
+    def wait_batches(
+        self, jobs: Sequence[Mapping[str, Any]], **kwargs: Any
+    ) -> dict[str, tuple[EntryResult, ...]]:
+        """Poll a batch task's jobs in this process until all finish (``ModelsLabClient.wait_batches``)."""
+        return self.client.wait_batches(jobs, **kwargs)
 
     async def afetch_batch(self, batch_id: Any, size: int) -> BatchStatus:
         async with await self.aget_client() as client:

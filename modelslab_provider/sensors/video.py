@@ -33,7 +33,7 @@ from modelslab_provider.client.core import (
 )
 from modelslab_provider.client.errors import ModelsLabError, ModelsLabTimeoutError, ModelsLabTransientError
 from modelslab_provider.client.policy import Action, PollPolicy, WaitTracker
-from modelslab_provider.events import error_message, failure, urls_from_event, wait_deadline
+from modelslab_provider.events import error_message, failure, load_poll_policy, urls_from_event, wait_deadline
 
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
@@ -47,14 +47,6 @@ STATE_KEY = "modelslab_wait"
 def state_key(request_id: str, try_number: Any) -> str:
     """The store key of one try's counters: Airflow's store rows are shared by every try."""
     return f"{STATE_KEY}:{request_id}:{try_number if isinstance(try_number, int) else 0}"
-
-
-def _load_policy(poll_policy: PollPolicy | Mapping[str, Any] | None) -> PollPolicy:
-    if poll_policy is None:
-        return PollPolicy()
-    if isinstance(poll_policy, PollPolicy):
-        return poll_policy
-    return PollPolicy(**dict(poll_policy))
 
 
 class VideoFetchSensor(BaseSensorOperator):
@@ -101,7 +93,7 @@ class VideoFetchSensor(BaseSensorOperator):
         self.fetch_url = fetch_url
         self.deferrable = deferrable
         # kept as a plain dict: it is JSON for the trigger and cheap to serialize with the DAG
-        self.poll_policy = _load_policy(poll_policy).to_dict()
+        self.poll_policy = load_poll_policy(poll_policy).to_dict()
 
     @cached_property
     def hook(self) -> ModelsLabHook:

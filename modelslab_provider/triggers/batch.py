@@ -10,19 +10,16 @@ failover is harmless. Kwargs are JSON only and hold no secret: ids, sizes, times
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import random
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from airflow.triggers.base import BaseTrigger, TriggerEvent
-
 from modelslab_provider.client.batch import BatchWait, EntryResult, entry_from_single
-from modelslab_provider.client.core import V6, normalise_request_id
+from modelslab_provider.client.core import DEFAULT_CONN_ID, V6, normalise_request_id
 from modelslab_provider.client.errors import ModelsLabConfigError, ModelsLabTimeoutError
-from modelslab_provider.client.policy import Action, PollPolicy
-from modelslab_provider.events import error_message, error_type
+from modelslab_provider.client.policy import Action
+from modelslab_provider.triggers.base import ModelsLabTrigger
 
 if TYPE_CHECKING:
     from modelslab_provider.client.aio import AsyncModelsLabClient
@@ -67,7 +64,7 @@ async def fetch_job(client: AsyncModelsLabClient, job: Mapping[str, Any]) -> lis
     return [entry_from_single(result, job.get("track_id"))]
 
 
-class BatchFetchTrigger(BaseTrigger):
+class BatchFetchTrigger(ModelsLabTrigger[BatchWait]):
     """Poll every job of a batch task until all entries are terminal; fire one event.
 
     :param jobs: ``[{"id", "kind": "batch"|"single", "size", "api_version", "fetch_url", "track_id"}]``.
@@ -77,38 +74,24 @@ class BatchFetchTrigger(BaseTrigger):
     :param poll_policy: :meth:`PollPolicy.to_dict` output.
     """
 
+    classpath = CLASSPATH
+    wait_name = "ModelsLab batches"
+
     def __init__(
         self,
         jobs: list[dict[str, Any]],
-        modelslab_conn_id: str = "modelslab_default",
+        modelslab_conn_id: str = DEFAULT_CONN_ID,
         started_at: float | None = None,
         deadline: float | None = None,
         poll_policy: dict | None = None,
     ) -> None:
-        super().__init__()
+        super().__init__(modelslab_conn_id, started_at, deadline, poll_policy)
         self.jobs = check_jobs(jobs)
-        self.modelslab_conn_id = modelslab_conn_id
-        self.started_at = float(time.time() if started_at is None else started_at)
-        self.deadline = None if deadline is None else float(deadline)
-        try:
-            self.poll_policy = PollPolicy(**(poll_policy or {}))
-        except TypeError as exc:
-            raise ModelsLabConfigError(f"poll_policy has an unknown setting: {exc}") from None
-        self._secret: str | None = None
 
-    def serialize(self) -> tuple[str, dict[str, Any]]:
-        return (
-            CLASSPATH,
-            {
-                "jobs": [dict(job) for job in self.jobs],
-                "modelslab_conn_id": self.modelslab_conn_id,
-                "started_at": self.started_at,
-                "deadline": self.deadline,
-                "poll_policy": self.poll_policy.to_dict(),
-            },
-        )
+    def own_kwargs(self) -> dict[str, Any]:
+        return {"jobs": [dict(job) for job in self.jobs]}
 
-    def _tracker(self) -> BatchWait:
+    def tracker(self) -> BatchWait:
         return BatchWait(
             jobs={job["id"]: job["size"] for job in self.jobs},
             started_at=self.started_at,
@@ -116,28 +99,10 @@ class BatchFetchTrigger(BaseTrigger):
             poll=self.poll_policy,
         )
 
-    async def run(self) -> AsyncIterator[TriggerEvent]:
-        tracker = self._tracker()
-        try:
-            event = await self._wait(tracker)
-        except Exception as exc:  # one event, never a crashed trigger
-            event = self._error_event(exc)
-        yield TriggerEvent(event)
+    def timeout_fields(self, tracker: BatchWait) -> dict[str, Any]:
+        return {"finished": _finished(tracker)}
 
-    async def _wait(self, tracker: BatchWait) -> dict[str, Any]:
-        from modelslab_provider.hooks.modelslab import ModelsLabHook
-
-        if tracker.timed_out(time.time()):
-            return self._timeout_event(tracker)
-        client = await ModelsLabHook(modelslab_conn_id=self.modelslab_conn_id).aget_client()
-        async with client:
-            self._secret = client.settings.api_key
-            tracker.retry = dataclasses.replace(
-                client.retry, initial_delay=min(client.retry.initial_delay, self.poll_policy.min_interval)
-            )
-            return await self._poll(client, tracker)
-
-    async def _poll(self, client: AsyncModelsLabClient, tracker: BatchWait) -> dict[str, Any]:
+    async def poll(self, client: AsyncModelsLabClient, tracker: BatchWait) -> dict[str, Any]:
         by_id = {job["id"]: job for job in self.jobs}
         delay = tracker.first_delay(time.time())
         self.log.info(
@@ -151,10 +116,11 @@ class BatchFetchTrigger(BaseTrigger):
             if delay > 0:
                 await asyncio.sleep(delay)
             pending = tracker.pending()
+            calls = asyncio.gather(*(fetch_job(client, by_id[i]) for i in pending), return_exceptions=True)
             try:
-                answers = await self._fetch_round(client, [by_id[i] for i in pending], tracker)
+                answers = await self.before_deadline(calls, tracker)
             except ModelsLabTimeoutError:
-                return self._timeout_event(tracker)
+                return self.timeout_event(tracker)
             errors: list[BaseException] = []
             for job_id, answer in zip(pending, answers, strict=True):
                 if isinstance(answer, BaseException):
@@ -167,8 +133,8 @@ class BatchFetchTrigger(BaseTrigger):
             if decision.action is Action.FAIL:
                 assert decision.error is not None
                 if isinstance(decision.error, ModelsLabTimeoutError):
-                    return self._timeout_event(tracker)
-                return self._error_event(decision.error)
+                    return self.timeout_event(tracker)
+                return self.error_event(decision.error)
             self.log.info(
                 "ModelsLab jobs: %d of %d finished, %d entries running (round %d%s); next poll in %.1f s",
                 len(tracker.finished),
@@ -179,23 +145,6 @@ class BatchFetchTrigger(BaseTrigger):
                 decision.delay,
             )
             delay = decision.delay
-
-    async def _fetch_round(
-        self, client: AsyncModelsLabClient, jobs: list[dict[str, Any]], tracker: BatchWait
-    ) -> list[list[EntryResult] | BaseException]:
-        """One fetch per pending job, concurrently, cut short at the deadline."""
-        calls = asyncio.gather(*(fetch_job(client, job) for job in jobs), return_exceptions=True)
-        if tracker.deadline is None:
-            return list(await calls)
-        remaining = tracker.deadline - time.time()
-        if remaining <= 0:
-            calls.cancel()
-            raise tracker.timeout_error(time.time())
-        try:
-            async with asyncio.timeout(remaining):
-                return list(await calls)
-        except TimeoutError:
-            raise tracker.timeout_error(time.time()) from None
 
     def _success_event(self, tracker: BatchWait) -> dict[str, Any]:
         elapsed = round(time.time() - tracker.started_at, 3)
@@ -208,29 +157,13 @@ class BatchFetchTrigger(BaseTrigger):
         )
         return {
             "status": "success",
-            "finished": {i: [e.to_dict() for e in entries] for i, entries in tracker.finished.items()},
+            "finished": _finished(tracker),
             "jobs": [dict(job) for job in self.jobs],
             "rounds": tracker.rounds,
             "fetches": tracker.fetches,
             "elapsed": elapsed,
         }
 
-    def _error_event(self, exc: BaseException) -> dict[str, Any]:
-        message = error_message(exc, self.modelslab_conn_id)
-        if self._secret:
-            message = message.replace(self._secret, "***")
-        kind = error_type(exc)
-        if kind == "unexpected":
-            self.log.error("Waiting for ModelsLab batches failed unexpectedly", exc_info=exc)
-        else:
-            self.log.error("Waiting for ModelsLab batches failed: %s", message)
-        return {"status": "error", "message": message, "error_type": kind}
 
-    def _timeout_event(self, tracker: BatchWait) -> dict[str, Any]:
-        message = str(tracker.timeout_error(time.time()))
-        self.log.warning("%s", message)
-        return {
-            "status": "timeout",
-            "message": message,
-            "finished": {i: [e.to_dict() for e in entries] for i, entries in tracker.finished.items()},
-        }
+def _finished(tracker: BatchWait) -> dict[str, list[dict[str, Any]]]:
+    return {i: [e.to_dict() for e in entries] for i, entries in tracker.finished.items()}

@@ -12,10 +12,7 @@ import asyncio
 import dataclasses
 import random
 import time
-from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
-
-from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from modelslab_provider.client.core import (
     API_VERSIONS,
@@ -30,7 +27,7 @@ from modelslab_provider.client.errors import (
     ModelsLabJobFailedError,
     ModelsLabTimeoutError,
 )
-from modelslab_provider.client.policy import Action, PollPolicy, WaitTracker
+from modelslab_provider.client.policy import Action, WaitTracker
 from modelslab_provider.events import (  # noqa: F401  (re-exported: older imports keep working)
     EVENT_STATUSES,
     FINAL_ERROR_TYPES,
@@ -39,11 +36,14 @@ from modelslab_provider.events import (  # noqa: F401  (re-exported: older impor
     error_type,
     urls_from_event,
 )
+from modelslab_provider.triggers.base import ModelsLabTrigger
 
 if TYPE_CHECKING:
     from modelslab_provider.client.aio import AsyncModelsLabClient
 
 CLASSPATH = "modelslab_provider.triggers.video.VideoFetchTrigger"
+#: the trigger's kwargs that are also fields of its :class:`WaitTracker`
+TRACKER_FIELDS = ("request_id", "started_at", "deadline", "eta", "limit")
 #: A waiting trigger's progress line ("status processing, ETA ..., poll N") is logged at INFO on the
 #: first poll, whenever the state or the expected ready time (by this much) changes, and otherwise at
 #: most once per this many seconds; the polls in between log it at DEBUG. In a real triggerer every
@@ -74,7 +74,7 @@ class _ProgressLog:
         return True
 
 
-class VideoFetchTrigger(BaseTrigger):
+class VideoFetchTrigger(ModelsLabTrigger[WaitTracker]):
     """Poll ModelsLab's fetch endpoint until the video is ready, then fire one event and return.
 
     :param request_id: the ModelsLab request id (int or str; kept as a string).
@@ -89,6 +89,8 @@ class VideoFetchTrigger(BaseTrigger):
         named in the timeout message.
     """
 
+    classpath = CLASSPATH
+
     def __init__(
         self,
         request_id: str,
@@ -101,75 +103,32 @@ class VideoFetchTrigger(BaseTrigger):
         poll_policy: dict | None = None,
         limit: str | None = None,
     ) -> None:
-        super().__init__()
+        super().__init__(modelslab_conn_id, started_at, deadline, poll_policy)
         if api_version not in API_VERSIONS:
             raise ModelsLabConfigError(f"api_version must be one of {API_VERSIONS}, got {api_version!r}")
         self.request_id = normalise_request_id(request_id)
-        self.modelslab_conn_id = modelslab_conn_id
         self.api_version = api_version
         self.fetch_url = fetch_url or None
-        # resolved once, so a trigger re-created after a triggerer restart keeps the same clock
-        self.started_at = float(time.time() if started_at is None else started_at)
         self.eta = None if eta is None else float(eta)
-        self.deadline = None if deadline is None else float(deadline)
         self.limit = limit or None
-        try:
-            self.poll_policy = PollPolicy(**(poll_policy or {}))
-        except TypeError as exc:
-            raise ModelsLabConfigError(f"poll_policy has an unknown setting: {exc}") from None
-        #: the key, once looked up in ``run()``; only used to scrub it from error messages
-        self._secret: str | None = None
+        self.wait_name = f"ModelsLab request {self.request_id}"
 
-    def serialize(self) -> tuple[str, dict[str, Any]]:
-        return (
-            CLASSPATH,
-            {
-                "request_id": self.request_id,
-                "modelslab_conn_id": self.modelslab_conn_id,
-                "api_version": self.api_version,
-                "fetch_url": self.fetch_url,
-                "started_at": self.started_at,
-                "eta": self.eta,
-                "deadline": self.deadline,
-                "poll_policy": self.poll_policy.to_dict(),
-                "limit": self.limit,
-            },
-        )
+    def own_kwargs(self) -> dict[str, Any]:
+        return {
+            "request_id": self.request_id,
+            "api_version": self.api_version,
+            "fetch_url": self.fetch_url,
+            "eta": self.eta,
+            "limit": self.limit,
+        }
 
-    async def run(self) -> AsyncIterator[TriggerEvent]:
-        tracker = WaitTracker(
-            request_id=self.request_id,
-            started_at=self.started_at,
-            deadline=self.deadline,
-            eta=self.eta,
-            poll=self.poll_policy,
-            limit=self.limit,
-        )
-        try:
-            event = await self._wait(tracker)
-        except Exception as exc:  # one event, never a crashed trigger: the task reads the message
-            event = self._error_event(exc)
-        yield TriggerEvent(event)
+    def event_ids(self) -> dict[str, Any]:
+        return {"request_id": self.request_id}
 
-    async def _wait(self, tracker: WaitTracker) -> dict[str, Any]:
-        from modelslab_provider.hooks.modelslab import TRIGGER_SETTINGS_MAX_AGE, ModelsLabHook
+    def tracker(self) -> WaitTracker:
+        return WaitTracker(**{name: getattr(self, name) for name in TRACKER_FIELDS}, poll=self.poll_policy)
 
-        now = time.time()
-        if tracker.timed_out(now):
-            return self._timeout_event(tracker, now)
-        hook = ModelsLabHook(
-            modelslab_conn_id=self.modelslab_conn_id, settings_max_age=TRIGGER_SETTINGS_MAX_AGE
-        )
-        client = await hook.aget_client()
-        async with client:
-            return await self._poll(client, tracker)
-
-    async def _poll(self, client: AsyncModelsLabClient, tracker: WaitTracker) -> dict[str, Any]:
-        self._secret = client.settings.api_key
-        # after a transient error, the first retry comes no later than the policy's usual pace
-        tracker.retry = dataclasses.replace(
-            client.retry, initial_delay=min(client.retry.initial_delay, self.poll_policy.min_interval)
-        )
+    async def poll(self, client: AsyncModelsLabClient, tracker: WaitTracker) -> dict[str, Any]:
         # jittered like every later wait: triggers deferred together do not poll in one burst
         delay = tracker.first_delay(time.time(), random.random())  # noqa: S311
         self.log.info(
@@ -186,10 +145,12 @@ class VideoFetchTrigger(BaseTrigger):
                 await asyncio.sleep(delay)
             result: VideoResult | None = None
             try:
-                result = await self._fetch_before_deadline(client, tracker)
+                result = await self.before_deadline(
+                    client.fetch(self.request_id, self.api_version, self.fetch_url), tracker
+                )
                 decision = tracker.on_result(result, time.time(), random.random())  # noqa: S311
             except ModelsLabTimeoutError:
-                return self._timeout_event(tracker, time.time())
+                return self.timeout_event(tracker)
             except ModelsLabError as exc:
                 decision = tracker.on_error(exc, time.time(), random.random())  # noqa: S311
                 if decision.action is Action.WAIT:
@@ -206,24 +167,11 @@ class VideoFetchTrigger(BaseTrigger):
             if decision.action is Action.FAIL:
                 assert decision.error is not None
                 if isinstance(decision.error, ModelsLabTimeoutError):
-                    return self._timeout_event(tracker, time.time())
+                    return self.timeout_event(tracker)
                 return self._failure_event(decision.error)
             if result is not None:
                 self._log_progress(tracker, result, decision.delay, progress)
             delay = decision.delay
-
-    async def _fetch_before_deadline(self, client: AsyncModelsLabClient, tracker: WaitTracker) -> VideoResult:
-        """One fetch (with the client's retries), cut short at the deadline."""
-        if tracker.deadline is None:
-            return await client.fetch(self.request_id, self.api_version, self.fetch_url)
-        remaining = tracker.deadline - time.time()
-        if remaining <= 0:
-            raise tracker.timeout_error(time.time())
-        try:
-            async with asyncio.timeout(remaining):
-                return await client.fetch(self.request_id, self.api_version, self.fetch_url)
-        except TimeoutError:
-            raise tracker.timeout_error(time.time()) from None
 
     def _log_progress(
         self, tracker: WaitTracker, result: VideoResult, delay: float, progress: _ProgressLog
@@ -262,27 +210,4 @@ class VideoFetchTrigger(BaseTrigger):
                 "message": str(error),
                 "api_status": error.status,
             }
-        return self._error_event(error)
-
-    def _error_event(self, exc: BaseException) -> dict[str, Any]:
-        message = error_message(exc, self.modelslab_conn_id)
-        if self._secret:
-            message = message.replace(self._secret, "***")
-        kind = error_type(exc)
-        if kind == "unexpected":
-            self.log.error(
-                "Waiting for ModelsLab request %s failed unexpectedly", self.request_id, exc_info=exc
-            )
-        else:
-            self.log.error("Waiting for ModelsLab request %s failed: %s", self.request_id, message)
-        return {
-            "status": "error",
-            "request_id": self.request_id,
-            "message": message,
-            "error_type": kind,
-        }
-
-    def _timeout_event(self, tracker: WaitTracker, now: float) -> dict[str, Any]:
-        message = str(tracker.timeout_error(now))
-        self.log.warning("%s", message)
-        return {"status": "timeout", "request_id": self.request_id, "message": message}
+        return self.error_event(error)

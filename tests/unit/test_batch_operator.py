@@ -300,3 +300,20 @@ def test_timeout_is_retryable(sim: Simulator) -> None:
     with pytest.raises(AirflowException, match="timeout of 1 s") as info:
         op(prompts=prompts(3, "outcome=never"), timeout=1).execute(context())
     assert not isinstance(info.value, AirflowFailException)
+
+
+def test_a_queue_that_stays_full_fails_retryably_within_the_timeout(sim: Simulator) -> None:
+    inputs = prompts(3, "submit_fault=429 submit_fault_times=1000 retry_after=0.1")
+    with pytest.raises(AirflowException, match="queue is full") as info:
+        op(prompts=inputs, timeout=0.6).execute(context())
+    assert not isinstance(info.value, AirflowFailException)
+    assert "Nothing was submitted" in str(info.value)
+    assert 2 <= len(batch_submits(sim)) <= 10  # waited and resubmitted, then gave up at the budget
+    assert sim.stats()["batches_created"] == 0
+
+
+def test_a_single_submit_failing_ambiguously_names_its_track_id(sim: Simulator) -> None:
+    with pytest.raises(AirflowFailException, match="may or may not have been accepted") as info:
+        op(prompts=prompts(2, "duration=0.2 submit_fault=503")).execute(context())
+    assert derive_track_id("dag/run/generate/-1", 0) in str(info.value)
+    assert [p for p in paths(sim) if "fetch" not in p] == ["/api/v6/video/text2video_ultra"]

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import pytest
 
-from modelslab_provider.client import core
+from modelslab_provider.client import responses
 from modelslab_provider.client.core import (
     ENDPOINTS,
     ClientSettings,
@@ -14,10 +16,8 @@ from modelslab_provider.client.core import (
     build_fetch,
     build_submit,
     build_wallet_balance,
-    normalise,
     normalise_base_url,
     normalise_request_id,
-    parse_response,
     resolve_endpoint,
     strip_secrets,
 )
@@ -34,7 +34,16 @@ from modelslab_provider.client.errors import (
     ModelsLabTimeoutError,
     ModelsLabTransientError,
 )
-from modelslab_provider.client.policy import Action, PollPolicy, RetryPolicy, WaitTracker
+from modelslab_provider.client.policy import (
+    Action,
+    PollPolicy,
+    RetryPolicy,
+    WaitTracker,
+    never_reached,
+    retry_delay,
+)
+from modelslab_provider.client.responses import normalise_response
+from tests.unit.answers import parse_answer
 
 KEY = "sk-core-test-9f8e7d6c5b4a"
 SETTINGS = ClientSettings(api_key=KEY)
@@ -69,12 +78,12 @@ def body(data: object) -> bytes:
 )
 def test_errors_about_the_call_raise_typed_errors(status_code: int, data: dict, error: type) -> None:
     with pytest.raises(error) as exc_info:
-        parse_response(status_code, body(data))
+        parse_answer(status_code, body(data))
     assert not exc_info.value.retryable
 
 
 def test_job_failures_are_results_not_exceptions() -> None:
-    result = parse_response(200, body({"status": "failed", "id": 7, "message": "Processing failed: oom"}))
+    result = parse_answer(200, body({"status": "failed", "id": 7, "message": "Processing failed: oom"}))
     assert result.status is Status.FAILED
     assert result.is_terminal
     assert result.request_id == "7"
@@ -82,7 +91,7 @@ def test_job_failures_are_results_not_exceptions() -> None:
 
 
 def test_done_running_and_details() -> None:
-    done = parse_response(
+    done = parse_answer(
         200,
         body(
             {
@@ -98,7 +107,7 @@ def test_done_running_and_details() -> None:
     assert done.urls == (URL,)
     assert done.generation_time == pytest.approx(4.49)
     assert done.details()["meta"] == {"id": "150000001", "prompt": "a cat"}
-    running = parse_response(200, body({"status": "processing", "eta": 12, "output": ""}))
+    running = parse_answer(200, body({"status": "processing", "eta": 12, "output": ""}))
     assert running.status is Status.RUNNING
     assert running.eta == 12.0
     assert not running.unknown_status
@@ -122,7 +131,7 @@ def test_transient_responses_and_whether_they_may_have_reached_modelslab(
     status_code: int, raw: bytes, ambiguous: bool
 ) -> None:
     with pytest.raises(ModelsLabTransientError) as exc_info:
-        parse_response(status_code, raw)
+        parse_answer(status_code, raw)
     assert exc_info.value.ambiguous is ambiguous
     assert exc_info.value.status_code == status_code
 
@@ -132,21 +141,21 @@ def test_transient_responses_and_whether_they_may_have_reached_modelslab(
 )
 def test_non_json_4xx_bodies_are_not_retried(status_code: int, raw: bytes) -> None:
     with pytest.raises(ModelsLabError) as exc_info:
-        parse_response(status_code, raw)
+        parse_answer(status_code, raw)
     assert not exc_info.value.retryable
     assert str(status_code) in str(exc_info.value)
 
 
 def test_rate_limit_header_hours_and_cap() -> None:
     with pytest.raises(ModelsLabRateLimitError) as exc_info:
-        parse_response(200, body({"status": "error", "message": "Limit reached, try again in 1 hour"}))
+        parse_answer(200, body({"status": "error", "message": "Limit reached, try again in 1 hour"}))
     assert exc_info.value.retry_after == 3600.0
     with pytest.raises(ModelsLabRateLimitError) as exc_info:
-        parse_response(429, body({"status": "error", "message": "slow down"}), retry_after_header="7")
+        parse_answer(429, body({"status": "error", "message": "slow down"}), retry_after_header="7")
     assert exc_info.value.retry_after == 7.0
     # retry_after in the body wins over the header
     with pytest.raises(ModelsLabRateLimitError) as exc_info:
-        parse_response(429, body({"status": "error", "retry_after": 30}), retry_after_header="7")
+        parse_answer(429, body({"status": "error", "retry_after": 30}), retry_after_header="7")
     assert exc_info.value.retry_after == 30.0
 
 
@@ -294,7 +303,7 @@ def test_strip_secrets_at_any_depth() -> None:
 
 
 def test_echoed_meta_loses_its_key() -> None:
-    result = normalise(
+    result = normalise_response(
         {"status": "processing", "id": 1, "meta": {"key": KEY, "prompt": "x", "webhook": None}}
     )
     assert "key" not in result.meta
@@ -323,7 +332,7 @@ def test_errors_never_carry_the_key() -> None:
         lambda: build_submit(SETTINGS, "nope", {"prompt": KEY}),
         lambda: ClientSettings(api_key=KEY, base_url="ftp://x"),
         lambda: ClientSettings(api_key=KEY, timeout=0),
-        lambda: normalise({"status": "error", "message": "Invalid API key"}, status_code=401),
+        lambda: normalise_response({"status": "error", "message": "Invalid API key"}, status_code=401),
     ]
     for attempt in attempts:
         with pytest.raises(ModelsLabError) as exc_info:
@@ -437,6 +446,79 @@ def test_retry_after_is_honoured_and_capped() -> None:
     assert policy.delay(1, ModelsLabRateLimitError("slow"), idempotent=False, jitter=0.0) == 0.5
 
 
+def test_retry_delay_logs_the_retry_or_gives_up_before_the_deadline(caplog: pytest.LogCaptureFixture) -> None:
+    """One decision for both transports: retry, or raise when the policy or the deadline says no."""
+    fetch = build_fetch(SETTINGS, 7)
+    policy = RetryPolicy(max_attempts=3, initial_delay=2.0)
+    blip = ModelsLabTransientError("502")
+    with caplog.at_level("WARNING", logger="modelslab_provider.client.policy"):
+        assert retry_delay(policy, 1, blip, fetch, 0.0, now=100.0, deadline=200.0) == 1.0
+    assert "retry 1 of 2 in 1.0 s" in caplog.text
+    assert KEY not in caplog.text
+    with pytest.raises(ModelsLabTransientError) as exc_info:
+        retry_delay(policy, 1, blip, fetch, 0.0, now=199.5, deadline=200.0)  # no retry could start in time
+    assert exc_info.value is blip
+    with pytest.raises(ModelsLabTransientError):
+        retry_delay(policy, 3, blip, fetch, 0.0)  # attempts used up
+    with pytest.raises(ModelsLabTransientError):  # a paid call that may have reached ModelsLab
+        retry_delay(
+            policy,
+            1,
+            ModelsLabTransientError("reset", ambiguous=True),
+            build_submit(SETTINGS, "text2video", {}),
+            0.0,
+        )
+
+
+def test_read_answer_scrubs_the_key_and_refuses_redirects() -> None:
+    fetch = build_fetch(SETTINGS, 7)
+    echoed = json.dumps({"status": "processing", "message": f"key {KEY} seen"}).encode()
+    data = responses.read_answer(fetch, 200, echoed, None, KEY)
+    assert KEY not in json.dumps(data)
+    with pytest.raises(ModelsLabError, match="redirected") as exc_info:
+        responses.read_answer(fetch, 302, b"", None, KEY)
+    assert KEY not in str(exc_info.value)
+    with pytest.raises(ModelsLabRateLimitError) as limited:
+        responses.read_answer(fetch, 429, b"", "9", KEY)
+    assert limited.value.retry_after == 9.0
+
+
+def test_transport_failures_say_whether_the_call_may_have_reached_modelslab() -> None:
+    refused = responses.not_connected(ConnectionRefusedError("[Errno 111] refused"))
+    assert "Could not connect" in str(refused)
+    assert never_reached(refused)
+    assert not never_reached(responses.no_answer(5.0))
+    assert not never_reached(responses.connection_lost(ConnectionResetError("reset by peer")))
+    assert "within 5 s" in str(responses.no_answer(5.0))
+
+
+def test_the_client_package_exports_only_public_names() -> None:
+    import modelslab_provider.client as client
+    from modelslab_provider.client import errors
+
+    assert all(not name.startswith("_") for name in client.__all__)
+    assert all(getattr(client, name) is not None for name in client.__all__)
+    error_classes = {
+        name
+        for name, value in vars(errors).items()
+        if isinstance(value, type) and issubclass(value, ModelsLabError)
+    }
+    assert error_classes <= set(client.__all__)
+    assert {"SubmittedRequest", "ModelsLabAmbiguousSubmitError", "normalise_response"} <= set(client.__all__)
+    assert not {"parse_response", "normalise", "retry_delay", "describe_exception"} & set(dir(client))
+
+
+def test_the_async_client_imports_neither_the_sync_client_nor_requests() -> None:
+    probe = (
+        "import json, sys; import modelslab_provider.client.aio; "
+        "print(json.dumps([m for m in ('modelslab_provider.client.sync', 'requests') if m in sys.modules]))"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, check=True
+    )
+    assert json.loads(proc.stdout) == []
+
+
 # --------------------------------------------------------------------------- wait tracker
 
 
@@ -455,21 +537,21 @@ def test_wait_tracker_never_fails_on_transient_errors_only_at_the_deadline() -> 
 def test_wait_tracker_fails_at_once_on_terminal_errors_and_failed_jobs() -> None:
     tracker = WaitTracker(request_id="5", started_at=0.0)
     assert tracker.on_error(ModelsLabAuthError("bad key"), 1.0).action is Action.FAIL
-    failed = tracker.on_result(normalise({"status": "failed", "messege": "oom"}), 2.0)
+    failed = tracker.on_result(normalise_response({"status": "failed", "messege": "oom"}), 2.0)
     assert failed.action is Action.FAIL
     assert isinstance(failed.error, ModelsLabJobFailedError)
     assert "oom" in str(failed.error)
-    done = tracker.on_result(normalise({"status": "success", "output": [URL]}), 3.0)
+    done = tracker.on_result(normalise_response({"status": "success", "output": [URL]}), 3.0)
     assert done.action is Action.DONE
     assert done.result is not None
     assert done.result.urls == (URL,)
 
 
 def test_balance_parsing() -> None:
-    assert str(core.parse_balance({"status": "success", "data": {"balance": 43.6, "currency": "USD"}})) == (
-        "43.60 USD"
-    )
-    assert str(core.parse_balance({"status": "success"})) == "unknown balance"
+    assert str(
+        responses.parse_balance({"status": "success", "data": {"balance": 43.6, "currency": "USD"}})
+    ) == ("43.60 USD")
+    assert str(responses.parse_balance({"status": "success"})) == "unknown balance"
 
 
 @pytest.mark.parametrize(
@@ -485,4 +567,4 @@ def test_balance_parsing() -> None:
 def test_a_refused_balance_call_is_never_a_balance(status_code: int, data: dict, error: type) -> None:
     """``test_connection`` must not report success for a key the API refused in a 200."""
     with pytest.raises(error):
-        core.parse_balance(data, status_code)
+        responses.parse_balance(data, status_code)

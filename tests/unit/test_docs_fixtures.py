@@ -8,11 +8,13 @@ from typing import Any
 import pytest
 from airflow.providers.common.compat.sdk import AirflowException, AirflowFailException
 
-from modelslab_provider.client.core import Status, parse_balance, parse_response
+from modelslab_provider.client.core import Status
 from modelslab_provider.client.errors import ModelsLabError, ModelsLabJobFailedError, ModelsLabRateLimitError
 from modelslab_provider.client.policy import Action, WaitTracker
+from modelslab_provider.client.responses import parse_balance
 from modelslab_provider.events import FINAL_ERROR_TYPES, failure
 from tests.fixtures import cases, load
+from tests.unit.answers import parse_answer
 
 CLASS = {Status.DONE: "done", Status.RUNNING: "running", Status.FAILED: "failed"}
 
@@ -20,7 +22,7 @@ CLASS = {Status.DONE: "done", Status.RUNNING: "running", Status.FAILED: "failed"
 def classify(status_code: int, body: dict[str, Any]) -> str:
     """What the client makes of one answer: a result class, or the typed error's ``error_type``."""
     try:
-        return CLASS[parse_response(status_code, json.dumps(body).encode()).status]
+        return CLASS[parse_answer(status_code, json.dumps(body).encode()).status]
     except ModelsLabError as exc:
         return exc.error_type
 
@@ -45,13 +47,13 @@ def test_a_terminal_job_status_wins_over_message_keywords(case: dict[str, Any]) 
     body = case["body"]
     if case["expect"] != "failed":
         with pytest.raises(ModelsLabError) as info:
-            parse_response(case["http_status"], json.dumps(body).encode())
+            parse_answer(case["http_status"], json.dumps(body).encode())
         assert info.value.error_type == case["expect"]
         if case["expect"] == "rate_limit":
             assert isinstance(info.value, ModelsLabRateLimitError)
             assert info.value.retry_after == 30
         return
-    result = parse_response(case["http_status"], json.dumps(body).encode())
+    result = parse_answer(case["http_status"], json.dumps(body).encode())
     assert result.status is Status.FAILED
     tracker = WaitTracker(request_id=str(body["id"]), started_at=0.0)
     decision = tracker.on_result(result, 1.0)
@@ -69,7 +71,7 @@ def test_errors_map_to_final_or_retryable_airflow_exceptions(case: dict[str, Any
         assert balance.amount == case["balance"]
         return
     with pytest.raises(ModelsLabError) as info:
-        parse_response(case["http_status"], json.dumps(case["body"]).encode())
+        parse_answer(case["http_status"], json.dumps(case["body"]).encode())
     raised = failure(info.value, "modelslab_default")
     if case["expect"] in FINAL_ERROR_TYPES:
         assert isinstance(raised, AirflowFailException)
@@ -84,12 +86,12 @@ def test_403_is_about_the_plan_not_the_key() -> None:
     body = load("error_codes.json")["cases"][4]
     assert body["http_status"] == 403
     with pytest.raises(ModelsLabError) as info:
-        parse_response(403, json.dumps(body["body"]).encode())
+        parse_answer(403, json.dumps(body["body"]).encode())
     assert info.value.error_type == "plan"
     text = str(failure(info.value, "my_conn"))
     assert "current plan" in text
     assert "API key" not in text.replace("the API key itself was accepted", "")
     # an unreadable 403 body is a plan error too
     with pytest.raises(ModelsLabError) as info:
-        parse_response(403, b"<html>Forbidden</html>")
+        parse_answer(403, b"<html>Forbidden</html>")
     assert info.value.error_type == "plan"

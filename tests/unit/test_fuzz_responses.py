@@ -15,8 +15,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from modelslab_provider.client.core import SECRET_FIELDS, Status, VideoResult, parse_response
+from modelslab_provider.client.core import SECRET_FIELDS, Status, VideoResult
 from modelslab_provider.client.errors import ModelsLabError
+from tests.unit.answers import parse_answer
 
 
 def scaled(examples: int, deep: int = 10) -> int:
@@ -128,7 +129,7 @@ def _has_secret_key(value: Any) -> bool:
 def _parse(status_code: int, body: bytes) -> None:
     _count()
     try:
-        result = parse_response(status_code, body)
+        result = parse_answer(status_code, body)
     except ModelsLabError:
         return
     _check(result)
@@ -156,13 +157,13 @@ def test_arbitrary_bytes(status_code: int, body: bytes) -> None:
 @given(st.dictionaries(st.sampled_from([*sorted(SECRET_FIELDS), "Key", " KEY ", "prompt"]), json_values))
 def test_secrets_never_survive_in_meta(meta: dict[str, Any]) -> None:
     body = json.dumps({"status": "processing", "meta": {"nested": meta, **meta}}).encode()
-    result = parse_response(200, body)
+    result = parse_answer(200, body)
     assert not _has_secret_key(result.meta)
 
 
 def test_success_with_only_non_http_urls_is_not_done() -> None:
     body = json.dumps({"status": "success", "output": ["file:///etc/passwd", "ftp://x/y"]}).encode()
-    result = parse_response(200, body)
+    result = parse_answer(200, body)
     assert result.status is Status.RUNNING
     assert result.awaiting_links
     assert result.urls == ()
@@ -249,7 +250,7 @@ class _FakeClient:
             status_code, body = next(self._responses)
         except StopIteration:
             raise ModelsLabNotFoundError("no more fuzzed responses") from None
-        return parse_response(status_code, body)
+        return parse_answer(status_code, body)
 
 
 def _bodies() -> st.SearchStrategy[bytes]:

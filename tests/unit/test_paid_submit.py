@@ -329,3 +329,49 @@ async def test_plain_submits_fill_in_the_default_model_too(sim: Simulator) -> No
         await close_shared_session()
     assert submits(sim, sync_payload)[0]["body"]["model_id"] == "wan2.2"
     assert submits(sim, async_payload)[0]["body"]["model_id"] == "wan2.2"
+
+
+# --------------------------------------------------------------------------- the batch submit, same rule
+
+
+def batch_body(markers: str, n: int = 3) -> dict[str, Any]:
+    tag = uuid.uuid4().hex[:12]
+    return {
+        "model_id": "wan2.2",
+        "requests": [
+            {"prompt": f"batch {tag} {i} [sim:{markers}]", "track_id": f"bt-{tag}-{i}"} for i in range(n)
+        ],
+    }
+
+
+def batch_submits(sim: Simulator, body: dict[str, Any]) -> list[dict[str, Any]]:
+    tag = body["requests"][0]["track_id"]
+    return [r for r in sim.requests() if r["path"] == "/api/v6/video/batch" and tag in str(r["body"])]
+
+
+@pytest.mark.parametrize("fault", ["503", "502_after", "drop_after"])
+def test_an_ambiguous_batch_submit_is_sent_once_and_names_every_track_id(sim: Simulator, fault: str) -> None:
+    sleeps = Sleeps()
+    body = batch_body(f"submit_fault={fault}")
+    with pytest.raises(ModelsLabAmbiguousSubmitError, match=r"batch for inputs 0\.\.2") as exc_info:
+        make_client(sim.url, sleeps).submit_batch(body, what="batch for inputs 0..2")
+    for entry in body["requests"]:
+        assert entry["track_id"] in str(exc_info.value)
+    assert len(batch_submits(sim, body)) == 1
+    assert sleeps == []
+
+
+def test_a_full_queue_refusing_a_batch_is_waited_out_within_the_deadline(sim: Simulator) -> None:
+    body = batch_body("duration=0.2 submit_fault=429 submit_fault_times=2 retry_after=0.05")
+    seen: list[int] = []
+    submitted = make_client(sim.url).submit_batch(
+        body, deadline=time.time() + 30, on_queue_full=lambda exc, delay, attempts: seen.append(attempts)
+    )
+    assert submitted.batch_id
+    assert seen == [1, 2]
+    assert len(batch_submits(sim, body)) == 3
+    # without a deadline (or past it) the refusal comes back at once, retryable: nothing was queued
+    refused = batch_body("submit_fault=429 submit_fault_times=50 retry_after=0.05")
+    with pytest.raises(ModelsLabRateLimitError, match="Nothing was submitted"):
+        make_client(sim.url).submit_batch(refused)
+    assert len(batch_submits(sim, refused)) == 1

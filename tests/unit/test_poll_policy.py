@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from modelslab_provider.client.core import VideoResult, normalise
+from modelslab_provider.client.core import VideoResult
 from modelslab_provider.client.errors import (
     ModelsLabAuthError,
     ModelsLabJobFailedError,
@@ -16,12 +16,13 @@ from modelslab_provider.client.errors import (
     ModelsLabTransientError,
 )
 from modelslab_provider.client.policy import Action, PollPolicy, WaitTracker
+from modelslab_provider.client.responses import normalise_response
 
 URL = "https://pub.example.r2.dev/video_generations/a.mp4"
 
 
 def result(**body: Any) -> VideoResult:
-    return normalise(body)
+    return normalise_response(body)
 
 
 RUNNING = {"status": "processing", "message": "try again later.", "output": ""}
@@ -42,7 +43,7 @@ def test_without_eta_polls_keep_a_steady_pace_then_widen_within_bounds() -> None
 
 
 def test_with_eta_the_first_poll_comes_a_little_before_the_expected_time() -> None:
-    policy = PollPolicy(min_interval=5, max_interval=60, eta_lead=0.85)
+    policy = PollPolicy(min_interval=5, max_interval=120, eta_lead=0.85)
     assert policy.next_delay(elapsed=0, eta=100) == pytest.approx(85)
     assert policy.next_delay(elapsed=50, eta=100) == pytest.approx(35)
     assert policy.next_delay(elapsed=80, eta=100) == 5  # never closer than min_interval
@@ -55,9 +56,42 @@ def test_with_eta_polls_widen_slowly_after_the_expected_time() -> None:
     assert 5 <= just_after < long_after <= 60
 
 
-def test_a_far_eta_is_capped_by_max_eta_wait() -> None:
-    policy = PollPolicy(max_eta_wait=900)
-    assert policy.next_delay(elapsed=0, eta=100_000) == 900
+def test_max_interval_bounds_every_gap_including_the_first_for_a_far_eta() -> None:
+    """Users read ``max_poll_interval`` as the longest pause between polls, the first included."""
+    policy = PollPolicy(min_interval=5, max_interval=60)
+    assert policy.next_delay(elapsed=0, eta=100_000) == 60
+    assert policy.next_delay(elapsed=0, eta=600) == 60  # not 480 s of silence
+    t = WaitTracker(request_id="7", started_at=0.0, eta=1200.0, poll=policy)
+    now = t.first_delay(0.0)
+    gaps = [now]
+    while now < 1500:
+        decision = t.on_result(result(**RUNNING), now, jitter=0.5)
+        gaps.append(decision.delay)
+        now += decision.delay
+    assert max(gaps) <= 60
+    assert gaps[0] == 60
+    # the ETA still shapes the approach: polls tighten before the expected finish
+    assert min(gaps) < 60
+
+
+def test_transient_failures_back_off_within_max_interval_but_honour_a_rate_limit_wait() -> None:
+    policy = PollPolicy(min_interval=1, max_interval=10)
+    t = WaitTracker(request_id="7", started_at=0.0, poll=policy)
+    delays = [t.on_error(ModelsLabTransientError("502"), now=i, jitter=0.99).delay for i in range(8)]
+    assert delays == sorted(delays)
+    assert delays[-1] == 10  # the backoff (up to 30 s) is cut to max_interval
+    limited = t.on_error(ModelsLabRateLimitError("slow down", retry_after=40), now=9, jitter=0.0)
+    assert limited.delay == pytest.approx(40)  # ModelsLab refuses polls before its wait is over
+    assert t.on_error(ModelsLabRateLimitError("slow", retry_after=999), now=10).delay == 50
+
+
+def test_the_retired_max_eta_wait_setting_still_loads_and_is_ignored() -> None:
+    """Trigger kwargs saved by an earlier version carry ``max_eta_wait``; a resumed wait must load them."""
+    with pytest.warns(DeprecationWarning, match="max_eta_wait"):
+        policy = PollPolicy(**{**PollPolicy().to_dict(), "max_eta_wait": 900.0})
+    assert policy == PollPolicy()
+    assert "max_eta_wait" not in policy.to_dict()
+    assert policy.next_delay(elapsed=0, eta=100_000) == policy.max_interval
 
 
 def test_zero_or_missing_eta_falls_back_to_backoff() -> None:
@@ -186,7 +220,7 @@ def test_a_terminal_answer_beats_the_deadline() -> None:
 
 
 def test_first_delay_follows_the_submit_eta() -> None:
-    t = tracker(eta=40.0)
+    t = tracker(eta=40.0, poll=PollPolicy(min_interval=1, max_interval=60, interval=2))
     assert t.first_delay(1000) == pytest.approx(40 * t.poll.eta_lead)
     no_eta = tracker()
     assert no_eta.first_delay(1000) == no_eta.poll.next_delay(elapsed=0, eta=None)

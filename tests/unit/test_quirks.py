@@ -5,12 +5,15 @@ from __future__ import annotations
 import pytest
 
 from modelslab_provider.client import core
-from modelslab_provider.client.core import ClientSettings, Status, build_fetch, build_submit, normalise
+from modelslab_provider.client.core import ClientSettings, Status, build_fetch, build_submit
 from modelslab_provider.client.errors import (
+    ModelsLabAuthError,
     ModelsLabRateLimitError,
     ModelsLabTransientError,
 )
 from modelslab_provider.client.policy import Action, PollPolicy, WaitTracker
+from modelslab_provider.client.responses import normalise_response
+from tests.unit.answers import parse_answer
 
 KEY = "sk-quirk-test-0123456789"
 SETTINGS = ClientSettings(api_key=KEY, base_url="https://modelslab.com")
@@ -19,15 +22,15 @@ PROXY = "https://cdn2.stablediffusionapi.com/generations/abc.mp4"
 
 
 def test_q1_integer_id_is_a_string_and_missing_id_comes_from_fetch_result() -> None:
-    submitted = normalise(
+    submitted = normalise_response(
         {"status": "processing", "id": 134799477, "meta": {"id": "134799477"}, "eta": 960, "output": []}
     )
     assert submitted.request_id == "134799477"
-    float_id = normalise({"status": "processing", "id": 155262350.0})
+    float_id = normalise_response({"status": "processing", "id": 155262350.0})
     assert float_id.request_id == "155262350"
-    meta_only = normalise({"status": "processing", "meta": {"id": "155918900"}})
+    meta_only = normalise_response({"status": "processing", "meta": {"id": "155918900"}})
     assert meta_only.request_id == "155918900"
-    v7_no_id = normalise(
+    v7_no_id = normalise_response(
         {"status": "processing", "fetch_result": "https://modelslab.com/api/v7/video-fusion/fetch/155262350"}
     )
     assert v7_no_id.request_id == "155262350"
@@ -35,14 +38,14 @@ def test_q1_integer_id_is_a_string_and_missing_id_comes_from_fetch_result() -> N
 
 
 def test_q2_misspelt_messege_is_read_like_message() -> None:
-    failed = normalise({"status": "failed", "messege": "Processing failed: out of GPUs"})
+    failed = normalise_response({"status": "failed", "messege": "Processing failed: out of GPUs"})
     assert failed.status is Status.FAILED
     assert failed.message == "Processing failed: out of GPUs"
-    running = normalise({"status": "processing", "messege": "try again later."})
+    running = normalise_response({"status": "processing", "messege": "try again later."})
     assert running.message == "try again later."
     # the fallbacks in order: message, messege, error
-    assert normalise({"status": "failed", "error": "boom"}).message == "boom"
-    assert normalise({"status": "failed", "message": "", "messege": "second"}).message == "second"
+    assert normalise_response({"status": "failed", "error": "boom"}).message == "boom"
+    assert normalise_response({"status": "failed", "message": "", "messege": "second"}).message == "second"
 
 
 @pytest.mark.parametrize(
@@ -56,19 +59,19 @@ def test_q2_misspelt_messege_is_read_like_message() -> None:
     ],
 )
 def test_q3_output_string_or_list_becomes_a_tuple_of_http_urls(output: object, expected: tuple) -> None:
-    result = normalise({"status": "processing", "output": output})
+    result = normalise_response({"status": "processing", "output": output})
     assert result.output == expected
 
 
 def test_q4_success_without_output_uses_proxy_then_future_links_else_waits_bounded() -> None:
-    future_only = normalise({"status": "success", "output": [], "future_links": [FILE]})
+    future_only = normalise_response({"status": "success", "output": [], "future_links": [FILE]})
     assert future_only.status is Status.DONE
     assert future_only.urls == (FILE,)
-    proxy_first = normalise(
+    proxy_first = normalise_response(
         {"status": "success", "output": "", "proxy_links": [PROXY], "future_links": [FILE]}
     )
     assert proxy_first.urls == (PROXY,)
-    empty = normalise({"status": "success", "output": [], "future_links": []})
+    empty = normalise_response({"status": "success", "output": [], "future_links": []})
     assert empty.status is Status.RUNNING
     assert empty.awaiting_links
     assert not empty.is_terminal
@@ -85,7 +88,7 @@ def test_q5_success_is_done_at_once_and_the_core_never_downloads_the_file() -> N
     The core reports the URLs as soon as they exist and keeps every list so a downloader can fall
     back to another copy; it never requests the file itself.
     """
-    result = normalise(
+    result = normalise_response(
         {"status": "success", "output": [FILE], "proxy_links": [PROXY], "future_links": [FILE]}
     )
     assert result.status is Status.DONE
@@ -117,16 +120,16 @@ def test_q6_status_words_beyond_the_enum(word: str, status: Status) -> None:
         "output": [FILE],
         "message": "Generation failed" if status is Status.FAILED else "",
     }
-    assert normalise(body).status is status
+    assert normalise_response(body).status is status
 
 
 def test_q6_unknown_status_is_running_and_flagged_for_a_warning() -> None:
-    result = normalise({"status": "weird_state", "message": "?"})
+    result = normalise_response({"status": "weird_state", "message": "?"})
     assert result.status is Status.RUNNING
     assert result.unknown_status
     assert result.raw_status == "weird_state"
     # "state" instead of "status" is tolerated
-    assert normalise({"state": "success", "output": [FILE]}).status is Status.DONE
+    assert normalise_response({"state": "success", "output": [FILE]}).status is Status.DONE
 
 
 @pytest.mark.parametrize(
@@ -142,19 +145,21 @@ def test_q6_unknown_status_is_running_and_flagged_for_a_warning() -> None:
 )
 def test_q7_non_json_bodies_are_transient(status_code: int, body: bytes, described: str) -> None:
     with pytest.raises(ModelsLabTransientError) as exc_info:
-        core.parse_response(status_code, body)
+        parse_answer(status_code, body)
     assert exc_info.value.retryable
     assert described in str(exc_info.value)
 
 
 def test_q8_error_in_an_http_200_is_checked_like_a_real_4xx() -> None:
-    in_200 = normalise({"status": "error", "message": "Generation failed: NSFW content"}, status_code=200)
+    in_200 = normalise_response(
+        {"status": "error", "message": "Generation failed: NSFW content"}, status_code=200
+    )
     assert in_200.status is Status.FAILED
     assert in_200.message == "Generation failed: NSFW content"
-    with pytest.raises(core.ModelsLabAuthError):
-        normalise({"status": "error", "message": "Invalid API key"}, status_code=200)
-    with pytest.raises(core.ModelsLabAuthError):
-        normalise({"status": "error", "message": "Invalid API key"}, status_code=401)
+    with pytest.raises(ModelsLabAuthError):
+        normalise_response({"status": "error", "message": "Invalid API key"}, status_code=200)
+    with pytest.raises(ModelsLabAuthError):
+        normalise_response({"status": "error", "message": "Invalid API key"}, status_code=401)
 
 
 @pytest.mark.parametrize(
@@ -178,22 +183,22 @@ def test_q9_rate_limits_as_429_retry_after_header_or_free_text(
     status_code: int, body: bytes, header: str | None, wait: float | None
 ) -> None:
     with pytest.raises(ModelsLabRateLimitError) as exc_info:
-        core.parse_response(status_code, body, retry_after_header=header)
+        parse_answer(status_code, body, retry_after_header=header)
     assert exc_info.value.retry_after == wait
     assert exc_info.value.retryable
     assert not exc_info.value.ambiguous
 
 
 def test_q10_float_tiny_and_huge_eta_shape_the_next_poll_within_bounds() -> None:
-    assert normalise({"status": "processing", "eta": 416.94}).eta == pytest.approx(416.94)
-    assert normalise({"status": "processing", "eta": "13.07"}).eta == pytest.approx(13.07)
-    assert normalise({"status": "processing", "eta": -3}).eta is None
+    assert normalise_response({"status": "processing", "eta": 416.94}).eta == pytest.approx(416.94)
+    assert normalise_response({"status": "processing", "eta": "13.07"}).eta == pytest.approx(13.07)
+    assert normalise_response({"status": "processing", "eta": -3}).eta is None
     policy = PollPolicy()
     tiny = policy.next_delay(elapsed=0, eta=0.25)
     huge = policy.next_delay(elapsed=0, eta=960)
     overrun = policy.next_delay(elapsed=5000, eta=960)
     assert tiny == policy.min_interval
-    assert policy.min_interval <= huge <= policy.max_eta_wait
+    assert policy.min_interval <= huge <= policy.max_interval
     assert policy.min_interval <= overrun <= policy.max_interval
 
 
@@ -201,7 +206,7 @@ def test_q11_model_id_is_not_validated_client_side() -> None:
     request = build_submit(SETTINGS, "text2video", {"prompt": "a cat", "model_id": "no-such-model"})
     assert request.body["model_id"] == "no-such-model"
     # the v7 answer for an unknown model is a terminal failure with the API's text, not "request not found"
-    result = normalise({"status": "error", "message": "Model not found: no-such-model"})
+    result = normalise_response({"status": "error", "message": "Model not found: no-such-model"})
     assert result.status is Status.FAILED
     assert "no-such-model" in result.message
 
@@ -244,7 +249,7 @@ def test_q15_fetch_result_is_used_verbatim_on_our_origin() -> None:
 
 
 def test_q16_proxy_links_on_another_host_are_kept_for_xcom() -> None:
-    result = normalise(
+    result = normalise_response(
         {"status": "success", "id": 1, "output": [FILE], "proxy_links": [PROXY], "future_links": [FILE]}
     )
     details = result.details()

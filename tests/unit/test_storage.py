@@ -22,6 +22,7 @@ import requests
 from airflow.providers.common.compat.sdk import AirflowException, AirflowFailException, Asset
 
 from modelslab_provider import lineage
+from modelslab_provider.download import hosts
 from modelslab_provider.operators import storage
 from modelslab_provider.operators.storage import (
     ModelsLabStoreVideosOperator,
@@ -578,7 +579,7 @@ def test_a_loopback_source_is_refused_unless_allowed(
 
 def test_every_resolved_address_is_checked(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """A name with one public and one private address is refused (naming the private one)."""
-    monkeypatch.setattr(storage, "resolve_host", lambda host, port: ["93.184.216.34", "10.0.0.7"])
+    monkeypatch.setattr(hosts, "resolve_host", lambda host, port: ["93.184.216.34", "10.0.0.7"])
     op = store(["https://cdn.example.test/a.mp4"], f"file://{tmp_path}/v", allow_private_hosts=False)
     with pytest.raises(AirflowFailException, match=r"'cdn\.example\.test' is at 10\.0\.0\.7, a private"):
         op.execute(make_context())
@@ -643,7 +644,7 @@ def test_the_connected_address_is_checked_too(
 ) -> None:
     """DNS rebinding: the name looked public when checked, the connection went to 127.0.0.1."""
     base, _ = server
-    monkeypatch.setattr(storage, "resolve_host", lambda host, port: ["93.184.216.34"])
+    monkeypatch.setattr(hosts, "resolve_host", lambda host, port: ["93.184.216.34"])
     url = f"{base.replace('127.0.0.1', 'localhost')}/ok.mp4"
     with pytest.raises(AirflowFailException, match=r"at 127\.0\.0\.1, a loopback"):
         store([url], f"file://{tmp_path}/v", allow_private_hosts=False).execute(make_context())
@@ -754,7 +755,7 @@ def test_behind_a_proxy_the_proxy_resolves_names(
     def no_dns(host: str, port: int) -> list[str]:
         raise OSError("Name or service not known")
 
-    monkeypatch.setattr(storage, "resolve_host", no_dns)
+    monkeypatch.setattr(hosts, "resolve_host", no_dns)
     for name in ("NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy"):
         monkeypatch.delenv(name, raising=False)
     url = "http://cdn.example.test/ok.mp4"

@@ -1,0 +1,96 @@
+"""modelslab_provider.download on its own: no Airflow needed to copy a file or to refuse one.
+
+The store operator's behaviour is covered in test_storage.py; here the package is used the way
+any other caller would, in a subprocess where importing Airflow fails, so a stray Airflow import
+in the copy path shows up as a failing test rather than as a hidden dependency.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+SCRIPT = textwrap.dedent(
+    """
+    import importlib.abc, sys, threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class NoAirflow(importlib.abc.MetaPathFinder):
+        def find_spec(self, name, path=None, target=None):
+            if name == "airflow" or name.startswith("airflow."):
+                raise ImportError("airflow is blocked in this test")
+            return None
+
+    sys.meta_path.insert(0, NoAirflow())
+
+    from upath import UPath
+
+    from modelslab_provider.download import (
+        Copier, CopyLimits, DownloadGaveUp, DownloadRefused, HostGuard,
+    )
+    from modelslab_provider.client.policy import RetryPolicy
+
+    BODY = b"video" * 1000
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+        def do_GET(self):
+            status, body = (200, BODY) if self.path.split("?")[0] == "/v.mp4" else (404, b"no")
+            self.send_response(status)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{httpd.server_address[1]}"
+    folder = UPath(sys.argv[1])
+    retry = RetryPolicy(max_attempts=2, initial_delay=0.01, max_delay=0.01)
+
+    with Copier(folder, request_id="42", retry=retry, guard=HostGuard(allow_private=True)) as copier:
+        stored = copier.copy(base + "/v.mp4?sig=x", 0)
+    print("stored", stored.to_dict()["source"] == base + "/v.mp4", stored.bytes == len(BODY),
+          (folder / "42_0.mp4").read_bytes() == BODY)
+
+    with Copier(folder, guard=HostGuard()) as copier:
+        try:
+            copier.copy(base + "/v.mp4", 0)
+        except DownloadRefused as exc:
+            print("refused", exc.final, "loopback" in str(exc))
+
+    with Copier(folder, request_id="43", retry=retry, guard=HostGuard(allow_private=True),
+                limits=CopyLimits(file_timeout=None)) as copier:
+        try:
+            copier.copy(base + "/gone.mp4", 0)
+        except DownloadGaveUp as exc:
+            print("gave_up", exc.final, "after 2 attempt(s)" in str(exc))
+    print("airflow_loaded", any(m == "airflow" or m.startswith("airflow.") for m in sys.modules))
+    """
+)
+
+
+def test_copies_and_refuses_without_airflow(tmp_path: Path) -> None:
+    out = subprocess.run(
+        [sys.executable, "-c", SCRIPT, f"file://{tmp_path}"], capture_output=True, text=True, timeout=120
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines() == [
+        "stored True True True",
+        "refused True True",
+        "gave_up False True",
+        "airflow_loaded False",
+    ]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["42_0.mp4"]  # no partial or refused file
+
+
+def test_importing_the_package_pulls_in_neither_airflow_nor_an_http_library() -> None:
+    code = (
+        "import sys, modelslab_provider.download; "
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'airflow', 'requests', 'aiohttp'}))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
