@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from modelslab_provider.client import core, responses
-from modelslab_provider.client.batch import BatchStatus
+from modelslab_provider.client.batch import BatchStatus, EntryResult
 from modelslab_provider.client.calls import BaseClient
 from modelslab_provider.client.core import USER_AGENT, ApiRequest, Balance, ClientSettings, VideoResult
 from modelslab_provider.client.errors import ModelsLabError
@@ -114,6 +114,10 @@ class AsyncModelsLabClient(BaseClient):
     async def fetch_batch(self, batch_id: Any, size: int) -> BatchStatus:
         """Poll one batch once (free; transient failures retried)."""
         return await self._send(*self.batch_fetch_call(batch_id, size))
+
+    async def fetch_job(self, job: Mapping[str, Any]) -> list[EntryResult]:
+        """One poll of a batch task's job (a batch, or a single request standing in for one entry)."""
+        return await self._send(*self.job_call(job))
 
     async def _send(self, request: ApiRequest, parse: Callable[[dict[str, Any], int], T]) -> T:
         """Send with retries; ``parse`` runs inside the loop, so a rate limit in a 200 body is retried too."""

@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, Generic, NamedTuple, TypeVar
 
 from modelslab_provider.client import batch, core, responses
-from modelslab_provider.client.batch import BatchStatus
+from modelslab_provider.client.batch import BatchStatus, EntryResult
 from modelslab_provider.client.core import ApiRequest, Balance, ClientSettings, VideoResult
 from modelslab_provider.client.errors import ModelsLabError
 from modelslab_provider.client.policy import RetryPolicy, retry_delay
@@ -72,6 +72,19 @@ class BaseClient:
         return Call(
             batch.build_batch_fetch(self.settings, bid), lambda d, c: batch.parse_batch_fetch(d, bid, size, c)
         )
+
+    def job_call(self, job: Mapping[str, Any]) -> Call[list[EntryResult]]:
+        """A poll of one job of a batch task: a Video Batch, or a single request standing for one entry.
+
+        ``job`` is one of the batch trigger's jobs (``id``, ``kind``, ``size``, ``api_version``,
+        ``fetch_url``, ``track_id``); the answer is that job's entries.
+        """
+        if job["kind"] == "batch":
+            request, parse_batch = self.batch_fetch_call(job["id"], job["size"])
+            return Call(request, lambda d, c: list(parse_batch(d, c).entries))
+        request, parse_one = self.fetch_call(job["id"], job["api_version"], job["fetch_url"])
+        track_id = job.get("track_id")
+        return Call(request, lambda d, c: [batch.entry_from_single(parse_one(d, c), track_id)])
 
     def retry_wait(
         self,

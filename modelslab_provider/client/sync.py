@@ -261,10 +261,7 @@ class ModelsLabClient(BaseClient):
 
     def fetch_job(self, job: Mapping[str, Any]) -> list[EntryResult]:
         """One poll of a batch task's job (a batch, or a single request standing in for one entry)."""
-        if job["kind"] == "batch":
-            return list(self.fetch_batch(job["id"], job["size"]).entries)
-        result = self.fetch(job["id"], job["api_version"], job["fetch_url"])
-        return [batch.entry_from_single(result, job.get("track_id"))]
+        return self._send(*self.job_call(job))
 
     def wait_batches(
         self,

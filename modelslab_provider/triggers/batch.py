@@ -15,7 +15,7 @@ import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from modelslab_provider.client.batch import BatchWait, EntryResult, entry_from_single
+from modelslab_provider.client.batch import BatchWait
 from modelslab_provider.client.core import DEFAULT_CONN_ID, V6, normalise_request_id
 from modelslab_provider.client.errors import ModelsLabConfigError, ModelsLabTimeoutError
 from modelslab_provider.client.policy import Action
@@ -53,15 +53,6 @@ def check_jobs(jobs: Any) -> list[dict[str, Any]]:
             }
         )
     return out
-
-
-async def fetch_job(client: AsyncModelsLabClient, job: Mapping[str, Any]) -> list[EntryResult]:
-    """One fetch of one job, as that job's entries."""
-    if job["kind"] == "batch":
-        status = await client.fetch_batch(job["id"], job["size"])
-        return list(status.entries)
-    result = await client.fetch(job["id"], job["api_version"], job["fetch_url"])
-    return [entry_from_single(result, job.get("track_id"))]
 
 
 class BatchFetchTrigger(ModelsLabTrigger[BatchWait]):
@@ -116,7 +107,7 @@ class BatchFetchTrigger(ModelsLabTrigger[BatchWait]):
             if delay > 0:
                 await asyncio.sleep(delay)
             pending = tracker.pending()
-            calls = asyncio.gather(*(fetch_job(client, by_id[i]) for i in pending), return_exceptions=True)
+            calls = asyncio.gather(*(client.fetch_job(by_id[i]) for i in pending), return_exceptions=True)
             try:
                 answers = await self.before_deadline(calls, tracker)
             except ModelsLabTimeoutError:

@@ -346,3 +346,32 @@ async def test_async_clients_on_one_loop_share_one_session(sim: Simulator) -> No
         assert aio.shared_session() is session
     finally:
         await close_shared_session()
+
+
+async def test_both_clients_poll_a_batch_tasks_jobs_alike(
+    client: ModelsLabClient, aclient: AsyncModelsLabClient
+) -> None:
+    """A batch task's job, a Video Batch or a single request, reads as the same entries either way."""
+    from modelslab_provider.client import batch
+
+    plan = batch.plan_batches([prompt() for _ in range(3)], ["t0", "t1", "t2"])[0]
+    submitted = client.submit_batch(batch.build_batch_body("wan2.2", plan))
+    single, _ = client.submit_request("text2video", prompt(), track_id="t9")
+    time.sleep(0.4)  # the simulator's jobs take 0.2 s
+    jobs = [
+        {"id": submitted.batch_id, "kind": "batch", "size": 3, "api_version": "v6", "fetch_url": None},
+        {
+            "id": single.request_id,
+            "kind": "single",
+            "size": 1,
+            "api_version": "v6",
+            "fetch_url": None,
+            "track_id": "t9",
+        },
+    ]
+    for job in jobs:
+        entries = client.fetch_job(job)
+        assert entries == await aclient.fetch_job(job)
+        assert len(entries) == job["size"]
+        assert all(e.status is Status.DONE and e.urls for e in entries)
+    assert client.fetch_job(jobs[1])[0].track_id == "t9"
