@@ -300,16 +300,6 @@ def never_reached(error: BaseException) -> bool:
     return isinstance(error, ModelsLabTransientError) and not error.ambiguous and error.status_code is None
 
 
-@dataclass(frozen=True)
-class PaidCallRetryPolicy(RetryPolicy):
-    """The retries of a paid call: only those :func:`never_reached` allows."""
-
-    def delay(self, attempt: int, error: BaseException, *, idempotent: bool, jitter: float) -> float | None:
-        if not never_reached(error):
-            return None
-        return super().delay(attempt, error, idempotent=True, jitter=jitter)
-
-
 def retry_delay(
     retry: RetryPolicy,
     attempt: int,

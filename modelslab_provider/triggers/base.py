@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import dataclasses
 import time
-from collections.abc import AsyncIterator, Awaitable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Hashable, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, Protocol, TypeVar
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
@@ -25,6 +25,34 @@ if TYPE_CHECKING:
     from modelslab_provider.client.aio import AsyncModelsLabClient
 
 T = TypeVar("T")
+
+#: A waiting trigger's progress line ("status processing, ETA ..., poll N") is logged at INFO on the
+#: first poll, whenever the state or the expected ready time (by this much) changes, and otherwise at
+#: most once per this many seconds; the polls in between log it at DEBUG. In a real triggerer every
+#: INFO line wakes the supervisor's loop, which queries the trigger table each time: a line per poll
+#: was most of a poll's CPU there (benchmarks/RESULTS.md, "CPU per poll inside a real triggerer").
+PROGRESS_INFO_EVERY = 60.0
+
+
+@dataclasses.dataclass
+class ProgressLog:
+    """Whether a wait's progress line goes out at INFO or DEBUG (see :data:`PROGRESS_INFO_EVERY`)."""
+
+    logged_at: float | None = None
+    state: Hashable = None
+    eta: float | None = None
+
+    def is_info(
+        self, state: Hashable, now: float, *, eta: float | None = None, notable: bool = False
+    ) -> bool:
+        """INFO when ``state`` changed, ``eta`` moved, the interval passed, or the poll is ``notable``."""
+        changed, self.state = state != self.state, state
+        eta_moved = eta is not None and (self.eta is None or abs(eta - self.eta) >= PROGRESS_INFO_EVERY)
+        due = self.logged_at is None or now - self.logged_at >= PROGRESS_INFO_EVERY
+        if not (changed or eta_moved or due or notable):
+            return False
+        self.logged_at, self.eta = now, eta
+        return True
 
 
 class Tracker(Protocol):

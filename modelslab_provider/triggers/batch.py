@@ -19,7 +19,7 @@ from modelslab_provider.client.batch import BatchWait
 from modelslab_provider.client.core import DEFAULT_CONN_ID, V6, normalise_request_id
 from modelslab_provider.client.errors import ModelsLabConfigError, ModelsLabTimeoutError
 from modelslab_provider.client.policy import Action
-from modelslab_provider.triggers.base import ModelsLabTrigger
+from modelslab_provider.triggers.base import ModelsLabTrigger, ProgressLog
 
 if TYPE_CHECKING:
     from modelslab_provider.client.aio import AsyncModelsLabClient
@@ -103,6 +103,7 @@ class BatchFetchTrigger(ModelsLabTrigger[BatchWait]):
             self.modelslab_conn_id,
             delay,
         )
+        progress = ProgressLog()
         while True:
             if delay > 0:
                 await asyncio.sleep(delay)
@@ -126,11 +127,15 @@ class BatchFetchTrigger(ModelsLabTrigger[BatchWait]):
                 if isinstance(decision.error, ModelsLabTimeoutError):
                     return self.timeout_event(tracker)
                 return self.error_event(decision.error)
-            self.log.info(
+            running = sum(
+                1 for i in tracker.pending() for e in tracker.latest.get(i, ()) if not e.is_terminal
+            )
+            info = progress.is_info((len(tracker.finished), running), time.time(), notable=bool(errors))
+            (self.log.info if info else self.log.debug)(
                 "ModelsLab jobs: %d of %d finished, %d entries running (round %d%s); next poll in %.1f s",
                 len(tracker.finished),
                 len(self.jobs),
-                sum(1 for i in tracker.pending() for e in tracker.latest.get(i, ()) if not e.is_terminal),
+                running,
                 tracker.rounds,
                 f", {len(errors)} transient error(s): {errors[0]}" if errors else "",
                 decision.delay,

@@ -9,7 +9,6 @@ wait loop uses. :func:`urls_from_event` is the one place where a resumed task ch
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import random
 import time
 from typing import TYPE_CHECKING, Any
@@ -36,7 +35,7 @@ from modelslab_provider.events import (  # noqa: F401  (re-exported: older impor
     error_type,
     urls_from_event,
 )
-from modelslab_provider.triggers.base import ModelsLabTrigger
+from modelslab_provider.triggers.base import ModelsLabTrigger, ProgressLog
 
 if TYPE_CHECKING:
     from modelslab_provider.client.aio import AsyncModelsLabClient
@@ -44,34 +43,6 @@ if TYPE_CHECKING:
 CLASSPATH = "modelslab_provider.triggers.video.VideoFetchTrigger"
 #: the trigger's kwargs that are also fields of its :class:`WaitTracker`
 TRACKER_FIELDS = ("request_id", "started_at", "deadline", "eta", "limit")
-#: A waiting trigger's progress line ("status processing, ETA ..., poll N") is logged at INFO on the
-#: first poll, whenever the state or the expected ready time (by this much) changes, and otherwise at
-#: most once per this many seconds; the polls in between log it at DEBUG. In a real triggerer every
-#: INFO line wakes the supervisor's loop, which queries the trigger table each time: a line per poll
-#: was most of a poll's CPU there (benchmarks/RESULTS.md, "CPU per poll inside a real triggerer").
-PROGRESS_INFO_EVERY = 60.0
-
-
-@dataclasses.dataclass
-class _ProgressLog:
-    """Decides whether a poll's progress line is INFO (see :data:`PROGRESS_INFO_EVERY`)."""
-
-    logged_at: float | None = None
-    state: tuple[Any, ...] | None = None
-    eta: float | None = None
-
-    def is_info(self, tracker: WaitTracker, result: VideoResult, now: float) -> bool:
-        state = (result.raw_status, result.unknown_status, result.awaiting_links)
-        changed, self.state = state != self.state, state
-        eta_moved = tracker.eta is not None and (
-            self.eta is None or abs(tracker.eta - self.eta) >= PROGRESS_INFO_EVERY
-        )
-        # an empty success is rare and counts towards a failure: always worth INFO
-        due = self.logged_at is None or now - self.logged_at >= PROGRESS_INFO_EVERY
-        if not (changed or eta_moved or due or result.awaiting_links):
-            return False
-        self.logged_at, self.eta = now, tracker.eta
-        return True
 
 
 class VideoFetchTrigger(ModelsLabTrigger[WaitTracker]):
@@ -139,7 +110,7 @@ class VideoFetchTrigger(ModelsLabTrigger[WaitTracker]):
             "unknown" if tracker.eta is None else f"{tracker.eta:.0f} s",
             delay,
         )
-        progress = _ProgressLog()
+        progress = ProgressLog()
         while True:
             if delay > 0:
                 await asyncio.sleep(delay)
@@ -174,13 +145,19 @@ class VideoFetchTrigger(ModelsLabTrigger[WaitTracker]):
             delay = decision.delay
 
     def _log_progress(
-        self, tracker: WaitTracker, result: VideoResult, delay: float, progress: _ProgressLog
+        self, tracker: WaitTracker, result: VideoResult, delay: float, progress: ProgressLog
     ) -> None:
         now = time.time()
-        if progress.is_info(tracker, result, now):
-            self.log.info(*tracker.describe(result, now, delay))
-        else:
-            self.log.debug(*tracker.describe(result, now, delay))
+        info = self._progress_is_info(progress, tracker, result, now)
+        (self.log.info if info else self.log.debug)(*tracker.describe(result, now, delay))
+
+    @staticmethod
+    def _progress_is_info(
+        progress: ProgressLog, tracker: WaitTracker, result: VideoResult, now: float
+    ) -> bool:
+        state = (result.raw_status, result.unknown_status, result.awaiting_links)
+        # an empty success is rare and counts towards a failure: always worth INFO
+        return progress.is_info(state, now, eta=tracker.eta, notable=result.awaiting_links)
 
     def _success_event(self, tracker: WaitTracker, result: VideoResult) -> dict[str, Any]:
         elapsed = round(time.time() - tracker.started_at, 3)

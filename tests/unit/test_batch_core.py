@@ -18,7 +18,7 @@ from modelslab_provider.client.errors import (
     ModelsLabTimeoutError,
     ModelsLabTransientError,
 )
-from modelslab_provider.client.policy import Action, PaidCallRetryPolicy, PollPolicy, never_reached
+from modelslab_provider.client.policy import Action, PollPolicy, RetryPolicy, never_reached
 
 SETTINGS = ClientSettings(api_key="sk-batch-core-key-123", base_url="http://127.0.0.1:9")
 
@@ -341,7 +341,7 @@ def test_paid_calls_repeat_only_when_provably_not_sent() -> None:
     assert not never_reached(ModelsLabTransientError("HTTP 503", status_code=503))
     assert not never_reached(ModelsLabTransientError("read timeout", ambiguous=True))
     assert not never_reached(ModelsLabRequestError("bad"))
-    policy = PaidCallRetryPolicy(max_attempts=4)
+    policy = RetryPolicy(max_attempts=4)  # a paid call is not idempotent: only never_reached repeats
     assert (
         policy.delay(1, ModelsLabTransientError("HTTP 502", status_code=502), idempotent=False, jitter=0)
         is None

@@ -317,3 +317,25 @@ def test_a_single_submit_failing_ambiguously_names_its_track_id(sim: Simulator) 
         op(prompts=prompts(2, "duration=0.2 submit_fault=503")).execute(context())
     assert derive_track_id("dag/run/generate/-1", 0) in str(info.value)
     assert [p for p in paths(sim) if "fetch" not in p] == ["/api/v6/video/text2video_ultra"]
+
+
+def test_a_batch_wait_logs_progress_at_info_only_on_news(
+    sim: Simulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 16: rounds that change nothing log at DEBUG; the first and one with a transient error at INFO."""
+    from tests.unit.test_trigger_progress_log import Levels
+
+    task = op(prompts=prompts(3, "duration=1.2 fault=503 fault_on=3"), deferrable=True)
+    with pytest.raises(TaskDeferred) as deferred:
+        task.execute(context())
+    levels = Levels()
+    monkeypatch.setattr(BatchFetchTrigger, "log", property(lambda self: levels))
+    assert run_trigger(deferred.value.trigger)["status"] == "success"  # type: ignore[arg-type]
+    rounds = [(lvl, text) for lvl, text in levels.lines if text.startswith("ModelsLab jobs:")]
+    info = [text for lvl, text in rounds if lvl == "info"]
+    assert len(rounds) >= 5, levels.lines
+    # the first round, and the one whose fetch failed; every other round said nothing new
+    assert len(info) == 2, rounds
+    assert "round 1;" in info[0] or "round 1)" in info[0]
+    assert "transient error" in info[1]
+    assert all(lvl == "debug" for lvl, text in rounds if text not in info)

@@ -1,10 +1,11 @@
 """Issue 16: a waiting trigger logs its progress line at INFO only when it says something new.
 
 In a real triggerer every INFO line wakes the supervisor's loop (which queries the trigger table),
-so a line per poll was most of a poll's CPU. The rule (``PROGRESS_INFO_EVERY`` in
-``modelslab_provider/triggers/video.py``, README "Logging"): INFO on the first poll, when the status
-changes, when the expected ready time moves by the interval or more, on every empty success, and
-otherwise at most once per interval; DEBUG in between.
+so a line per poll was most of a poll's CPU. The rule (``PROGRESS_INFO_EVERY`` and ``ProgressLog``
+in ``modelslab_provider/triggers/base.py``, README "Waiting modes"): INFO on the first poll, when the
+status changes, when the expected ready time moves by the interval or more, on every empty success,
+and otherwise at most once per interval; DEBUG in between. The batch trigger follows the same rule,
+with every round that saw a transient error at INFO.
 """
 
 from __future__ import annotations
@@ -15,8 +16,9 @@ import pytest
 
 from modelslab_provider.client.core import Status, VideoResult
 from modelslab_provider.client.policy import WaitTracker
-from modelslab_provider.triggers import video
-from modelslab_provider.triggers.video import PROGRESS_INFO_EVERY, VideoFetchTrigger, _ProgressLog
+from modelslab_provider.triggers import base
+from modelslab_provider.triggers.base import PROGRESS_INFO_EVERY, ProgressLog
+from modelslab_provider.triggers.video import VideoFetchTrigger
 from tests.unit import test_trigger
 from tests.unit.test_trigger import Sim, run, trigger
 
@@ -27,32 +29,37 @@ def processing(raw: str = "processing", **kwargs: Any) -> VideoResult:
     return VideoResult(status=Status.RUNNING, raw_status=raw, **kwargs)
 
 
+def is_info(log: ProgressLog, tracker: WaitTracker, result: VideoResult, now: float) -> bool:
+    """Whether the video trigger logs this poll's progress line at INFO."""
+    return VideoFetchTrigger._progress_is_info(log, tracker, result, now)
+
+
 def test_first_poll_status_change_eta_jump_and_interval_are_info_the_rest_debug() -> None:
     tracker = WaitTracker(request_id="1", started_at=0.0, eta=100.0)
-    log = _ProgressLog()
-    assert log.is_info(tracker, processing(), 10.0)  # first poll
-    assert not log.is_info(tracker, processing(), 15.0)
-    assert not log.is_info(tracker, processing(), 10.0 + PROGRESS_INFO_EVERY - 1)
-    assert log.is_info(tracker, processing(), 10.0 + PROGRESS_INFO_EVERY)  # the interval passed
-    assert log.is_info(tracker, processing("queued"), 75.0)  # status changed
-    assert not log.is_info(tracker, processing("queued"), 80.0)
+    log = ProgressLog()
+    assert is_info(log, tracker, processing(), 10.0)  # first poll
+    assert not is_info(log, tracker, processing(), 15.0)
+    assert not is_info(log, tracker, processing(), 10.0 + PROGRESS_INFO_EVERY - 1)
+    assert is_info(log, tracker, processing(), 10.0 + PROGRESS_INFO_EVERY)  # the interval passed
+    assert is_info(log, tracker, processing("queued"), 75.0)  # status changed
+    assert not is_info(log, tracker, processing("queued"), 80.0)
     tracker.eta = 100.0 + PROGRESS_INFO_EVERY - 1
-    assert not log.is_info(tracker, processing("queued"), 85.0)  # ETA moved, not by much
+    assert not is_info(log, tracker, processing("queued"), 85.0)  # ETA moved, not by much
     tracker.eta = 100.0 + PROGRESS_INFO_EVERY
-    assert log.is_info(tracker, processing("queued"), 90.0)  # ETA moved by the interval
-    assert not log.is_info(tracker, processing("queued"), 95.0)
-    assert log.is_info(tracker, processing("queued", unknown_status=True), 96.0)
+    assert is_info(log, tracker, processing("queued"), 90.0)  # ETA moved by the interval
+    assert not is_info(log, tracker, processing("queued"), 95.0)
+    assert is_info(log, tracker, processing("queued", unknown_status=True), 96.0)
     empty = VideoResult(status=Status.RUNNING, raw_status="success", awaiting_links=True)
-    assert log.is_info(tracker, empty, 97.0)
-    assert log.is_info(tracker, empty, 98.0)  # every empty success: they count towards a failure
+    assert is_info(log, tracker, empty, 97.0)
+    assert is_info(log, tracker, empty, 98.0)  # every empty success: they count towards a failure
 
 
 def test_an_eta_first_known_after_submission_is_info() -> None:
     tracker = WaitTracker(request_id="1", started_at=0.0)
-    log = _ProgressLog()
-    assert log.is_info(tracker, processing(), 1.0)
+    log = ProgressLog()
+    assert is_info(log, tracker, processing(), 1.0)
     tracker.eta = 50.0
-    assert log.is_info(tracker, processing(), 2.0)
+    assert is_info(log, tracker, processing(), 2.0)
 
 
 class Levels:
@@ -96,7 +103,7 @@ async def test_with_a_short_interval_every_poll_is_info_again(
 ) -> None:
     levels = Levels()
     monkeypatch.setattr(VideoFetchTrigger, "log", property(lambda self: levels))
-    monkeypatch.setattr(video, "PROGRESS_INFO_EVERY", 0.0)
+    monkeypatch.setattr(base, "PROGRESS_INFO_EVERY", 0.0)
     job = await sim.submit("polls=4")
     assert (await run(trigger(job["id"])))["status"] == "success"
     assert len(levels.progress("info")) == 3
