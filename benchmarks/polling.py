@@ -11,6 +11,7 @@ The baselines poll every 10, 30 or 60 s, first one interval after submission (``
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import time
 from dataclasses import dataclass
@@ -28,6 +29,9 @@ ERROR_MODELS: list[tuple[str, float | None]] = [
     ("none", None),
 ]
 FIXED = (10.0, 30.0, 60.0)
+#: a second ``max_interval`` measured against the calls goal: the default (60 s) bounds the time
+#: a finished or failed job goes unseen; a user who prefers fewer calls on long jobs raises it
+LONG_MAX_INTERVAL = 300.0
 
 RUNNING = VideoResult(status=Status.RUNNING, raw_status="processing")
 DONE = VideoResult(status=Status.DONE, raw_status="success", urls=("https://example.invalid/v.mp4",))
@@ -153,17 +157,29 @@ def run(
         }
     )
 
-    goals = []
-    for label in ("exact", "±25 %"):
-        f = ours[label]
-        goals.append(
-            Goal(
-                f"ETA {label}: calls <= 1/3 of fixed 10 s, mean delay <= fixed 10 s",
-                f"{f.calls:.1f} calls ({f.calls / base.calls:.2f} of {base.calls:.1f}), "
-                f"mean delay {f.mean_delay:.1f} s vs {base.mean_delay:.1f} s",
-                f.calls <= base.calls / 3 and f.mean_delay <= base.mean_delay + 0.05,
-            )
+    # the same goal with max_interval raised to LONG_MAX_INTERVAL: fewer polls while the ETA is far
+    long_policy = dataclasses.replace(policy, max_interval=LONG_MAX_INTERVAL)
+    long: dict[str, Figures] = {}
+    for label, error in ERROR_MODELS[:2]:
+        rng = random.Random(seed + 1)
+        long[label] = summarise(
+            [wait_with_policy(long_policy, t, eta, rng) for t, eta in draw_jobs(n, error, seed)]
         )
+    goals = []
+    for figures, setting in (
+        (ours, f"max_interval {policy.max_interval:g} s"),
+        (long, f"max_interval {LONG_MAX_INTERVAL:g} s"),
+    ):
+        for label in ("exact", "±25 %"):
+            f = figures[label]
+            goals.append(
+                Goal(
+                    f"ETA {label}, {setting}: calls <= 1/3 of fixed 10 s, mean delay <= fixed 10 s",
+                    f"{f.calls:.1f} calls ({f.calls / base.calls:.2f} of {base.calls:.1f}), "
+                    f"mean delay {f.mean_delay:.1f} s vs {base.mean_delay:.1f} s",
+                    f.calls <= base.calls / 3 and f.mean_delay <= base.mean_delay + 0.05,
+                )
+            )
     # 2 % slack on the delay: the equal-call interval is found by bisection on discrete call counts
     goals.append(
         Goal(
