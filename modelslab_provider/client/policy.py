@@ -176,8 +176,35 @@ class Decision:
     error: ModelsLabError | None = None
 
 
+class DeadlineWait:
+    """The deadline half of a wait (:class:`WaitTracker`, ``BatchWait``): no wait runs past it.
+
+    The class using it has ``deadline`` (epoch seconds or None) and ``timeout_error(now)``.
+    """
+
+    deadline: float | None
+
+    def timeout_error(self, now: float) -> ModelsLabTimeoutError:
+        raise NotImplementedError
+
+    def timed_out(self, now: float) -> bool:
+        return self.deadline is not None and now >= self.deadline
+
+    def _remaining(self, now: float) -> float | None:
+        return None if self.deadline is None else self.deadline - now
+
+    def _wait(self, now: float, delay: float) -> Decision:
+        """Wait ``delay`` seconds, cut at the deadline; fail with the timeout once it has passed."""
+        remaining = self._remaining(now)
+        if remaining is not None:
+            if remaining <= 0:
+                return Decision(Action.FAIL, error=self.timeout_error(now))
+            delay = min(delay, remaining)
+        return Decision(Action.WAIT, delay=delay)
+
+
 @dataclass
-class WaitTracker:
+class WaitTracker(DeadlineWait):
     """The state of one wait for a video, shared by the sync loop and the trigger.
 
     Feed it each poll's result (or error) with the current wall-clock time; it answers
@@ -265,9 +292,6 @@ class WaitTracker:
             elapsed=now - self.started_at, eta=self.eta, remaining=self._remaining(now), jitter=jitter
         )
 
-    def timed_out(self, now: float) -> bool:
-        return self.deadline is not None and now >= self.deadline
-
     def timeout_error(self, now: float) -> ModelsLabTimeoutError:
         hit = f" when the task's {self.limit} ran out" if self.limit else ""
         return ModelsLabTimeoutError(
@@ -275,17 +299,6 @@ class WaitTracker:
             f"({self.polls} polls){hit}; the job may still finish: its id is {self.request_id}.",
             request_id=self.request_id,
         )
-
-    def _remaining(self, now: float) -> float | None:
-        return None if self.deadline is None else self.deadline - now
-
-    def _wait(self, now: float, delay: float) -> Decision:
-        remaining = self._remaining(now)
-        if remaining is not None:
-            if remaining <= 0:
-                return Decision(Action.FAIL, error=self.timeout_error(now))
-            delay = min(delay, remaining)
-        return Decision(Action.WAIT, delay=delay)
 
 
 def never_reached(error: BaseException) -> bool:

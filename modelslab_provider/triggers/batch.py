@@ -127,9 +127,7 @@ class BatchFetchTrigger(ModelsLabTrigger[BatchWait]):
                 if isinstance(decision.error, ModelsLabTimeoutError):
                     return self.timeout_event(tracker)
                 return self.error_event(decision.error)
-            running = sum(
-                1 for i in tracker.pending() for e in tracker.latest.get(i, ()) if not e.is_terminal
-            )
+            running = tracker.running()
             info = progress.is_info((len(tracker.finished), running), time.time(), notable=bool(errors))
             (self.log.info if info else self.log.debug)(
                 "ModelsLab jobs: %d of %d finished, %d entries running (round %d%s); next poll in %.1f s",

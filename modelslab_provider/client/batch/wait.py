@@ -10,11 +10,11 @@ from dataclasses import dataclass, field
 
 from modelslab_provider.client.batch.results import EntryResult
 from modelslab_provider.client.errors import ModelsLabError, ModelsLabTimeoutError, ModelsLabTransientError
-from modelslab_provider.client.policy import Action, Decision, PollPolicy, RetryPolicy
+from modelslab_provider.client.policy import Action, DeadlineWait, Decision, PollPolicy, RetryPolicy
 
 
 @dataclass
-class BatchWait:
+class BatchWait(DeadlineWait):
     """The state of one task's wait for all of its jobs; shared by the sync loop and the trigger.
 
     Each round fetches every unfinished job once (one fetch per batch, never one per video), feeds
@@ -62,27 +62,17 @@ class BatchWait:
 
     def first_delay(self, now: float) -> float:
         """Batches have no documented ETA: the first poll comes after the policy's shortest pause."""
-        remaining = None if self.deadline is None else self.deadline - now
+        remaining = self._remaining(now)
         delay = self.poll.min_interval
         return max(min(delay, remaining), 0.0) if remaining is not None else delay
 
-    def timed_out(self, now: float) -> bool:
-        return self.deadline is not None and now >= self.deadline
+    def running(self) -> int:
+        """Entries of unfinished jobs that were still running at their last fetch."""
+        return sum(1 for job_id in self.pending() for e in self.latest.get(job_id, ()) if not e.is_terminal)
 
     def timeout_error(self, now: float) -> ModelsLabTimeoutError:
-        running = sum(
-            1 for job_id in self.pending() for e in self.latest.get(job_id, ()) if not e.is_terminal
-        )
         return ModelsLabTimeoutError(
             f"ModelsLab batches {', '.join(self.pending())} were not finished after "
-            f"{now - self.started_at:.0f} s ({self.rounds} polling rounds, {running} entries still "
+            f"{now - self.started_at:.0f} s ({self.rounds} polling rounds, {self.running()} entries still "
             "running); ModelsLab fails and refunds batch entries unfinished 8 minutes after submission."
         )
-
-    def _wait(self, now: float, delay: float) -> Decision:
-        if self.deadline is not None:
-            remaining = self.deadline - now
-            if remaining <= 0:
-                return Decision(Action.FAIL, error=self.timeout_error(now))
-            delay = min(delay, remaining)
-        return Decision(Action.WAIT, delay=delay)
