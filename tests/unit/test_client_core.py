@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import pytest
 
@@ -44,6 +42,7 @@ from modelslab_provider.client.policy import (
 )
 from modelslab_provider.client.responses import normalise_response
 from tests.unit.answers import parse_answer
+from tests.unit.fresh_import import loaded_after_import
 
 KEY = "sk-core-test-9f8e7d6c5b4a"
 SETTINGS = ClientSettings(api_key=KEY)
@@ -509,14 +508,10 @@ def test_the_client_package_exports_only_public_names() -> None:
 
 
 def test_the_async_client_imports_neither_the_sync_client_nor_requests() -> None:
-    probe = (
-        "import json, sys; import modelslab_provider.client.aio; "
-        "print(json.dumps([m for m in ('modelslab_provider.client.sync', 'requests') if m in sys.modules]))"
+    loaded = loaded_after_import(
+        "modelslab_provider.client.aio", ("modelslab_provider.client.sync", "requests")
     )
-    proc = subprocess.run(
-        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, check=True
-    )
-    assert json.loads(proc.stdout) == []
+    assert loaded == []
 
 
 # --------------------------------------------------------------------------- wait tracker

@@ -12,6 +12,8 @@ import sys
 import textwrap
 from pathlib import Path
 
+from tests.unit.fresh_import import loaded_after_import
+
 SCRIPT = textwrap.dedent(
     """
     import importlib.abc, sys, threading
@@ -88,9 +90,4 @@ def test_copies_and_refuses_without_airflow(tmp_path: Path) -> None:
 
 
 def test_importing_the_package_pulls_in_neither_airflow_nor_an_http_library() -> None:
-    code = (
-        "import sys, modelslab_provider.download; "
-        "print(sorted({m.split('.')[0] for m in sys.modules} & {'airflow', 'requests', 'aiohttp'}))"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "[]"
+    assert loaded_after_import("modelslab_provider.download", ("airflow", "requests", "aiohttp")) == []

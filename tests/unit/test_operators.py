@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from datetime import timedelta
@@ -39,6 +37,7 @@ from modelslab_provider.operators.video import (
 from modelslab_provider.simulator import Simulator
 from modelslab_provider.triggers.video import VideoFetchTrigger
 from modelslab_provider.version_compat import AIRFLOW_V_3_3_PLUS
+from tests.unit.fresh_import import loaded_after_import
 
 KEY = "sk-unit-operators-9d3e7a61b4"
 #: reconnecting needs ``task_state_store`` (Airflow 3.3+); below, every try submits (documented)
@@ -679,12 +678,7 @@ def test_invalid_intervals_are_refused_at_parse_time() -> None:
 
 
 def test_importing_the_operators_loads_no_http_library() -> None:
-    code = (
-        "import sys, modelslab_provider.operators.video; "
-        "print(sorted(m for m in ('requests', 'aiohttp') if m in sys.modules))"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "[]"
+    assert loaded_after_import("modelslab_provider.operators.video", ("requests", "aiohttp")) == []
 
 
 def test_only_http_proxy_links_reach_xcom() -> None:

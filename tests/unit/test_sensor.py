@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from datetime import timedelta
@@ -25,6 +23,7 @@ from modelslab_provider.client.sync import ModelsLabClient
 from modelslab_provider.sensors.video import STATE_KEY, VideoFetchSensor
 from modelslab_provider.simulator import Simulator
 from modelslab_provider.triggers.video import VideoFetchTrigger
+from tests.unit.fresh_import import loaded_after_import
 
 KEY = "sk-unit-sensor-93b1d04e7a"
 
@@ -250,12 +249,7 @@ def test_template_fields_and_defaults() -> None:
 
 
 def test_importing_the_sensor_does_not_import_http_libraries() -> None:
-    code = (
-        "import sys; import modelslab_provider.sensors.video; "
-        "print(sorted(m for m in ('requests', 'aiohttp') if m in sys.modules))"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
-    assert out.stdout.strip() == "[]"
+    assert loaded_after_import("modelslab_provider.sensors.video", ("requests", "aiohttp")) == []
 
 
 # --------------------------------------------------------------------------- issues 11 and 12

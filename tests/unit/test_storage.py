@@ -7,8 +7,6 @@ store); every failure case also checks that nothing, not even a partial file, is
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -32,6 +30,7 @@ from modelslab_provider.operators.storage import (
     source_urls,
 )
 from modelslab_provider.simulator import Simulator
+from tests.unit.fresh_import import loaded_after_import
 
 BODY = bytes(range(256)) * 40  # 10 240 bytes
 
@@ -279,12 +278,7 @@ def test_file_names_are_deterministic() -> None:
 
 
 def test_importing_the_module_pulls_in_no_http_library() -> None:
-    code = (
-        "import sys, modelslab_provider.operators.storage; "
-        "print('requests' in sys.modules, 'aiohttp' in sys.modules)"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.split() == ["False", "False"]
+    assert loaded_after_import("modelslab_provider.operators.storage", ("requests", "aiohttp")) == []
 
 
 # ----- copies --------------------------------------------------------------------------------------
