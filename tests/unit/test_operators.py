@@ -416,9 +416,7 @@ def test_submit_failure_mapping() -> None:
     retryable = mapped(ModelsLabTransientError("connection refused"))
     assert type(retryable) is AirflowException
     assert "Nothing was submitted" in str(retryable)
-    assert isinstance(
-        mapped(ModelsLabTransientError("read timeout", ambiguous=True)), AirflowFailException
-    )
+    assert isinstance(mapped(ModelsLabTransientError("read timeout", ambiguous=True)), AirflowFailException)
     assert isinstance(mapped(ModelsLabRequestError("nope")), AirflowFailException)
     assert isinstance(mapped(ModelsLabConfigError("bad")), AirflowFailException)
 
