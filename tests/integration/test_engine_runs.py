@@ -1,4 +1,4 @@
-"""Issue 22 in a real ``airflow dags test`` run (``dags/engine_runs.py``): deadlines, retries, partial failure.
+"""Issue 22 in a real ``airflow dags test`` run (``dags/engine_runs.py``): deadlines, retries, partial fails.
 
 One run holds the three proofs (tasks run one after another); each asserts the task states and
 tries, the log, and the API calls the simulator recorded for the task's own batch.

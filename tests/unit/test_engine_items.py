@@ -323,9 +323,7 @@ EMPTY_FOREVER = "duration=0.2 empty_polls=-1"
 
 
 @pytest.mark.parametrize("deferrable", [False, True], ids=["sync", "deferred"])
-def test_item5_batch_entry_success_without_url_stops_after_five_polls(
-    sim: Simulator, deferrable: bool
-) -> None:
+def test_item5_batch_empty_success_stops_after_five_polls(sim: Simulator, deferrable: bool) -> None:
     inputs = [prompts(1)[0], f"empty [sim:{EMPTY_FOREVER}]", prompts(1, tag="last")[0]]
     task = batch_op(inputs, deferrable=deferrable, timeout=15)
     with pytest.raises(AirflowException) as info:
