@@ -53,8 +53,8 @@ def submit_failure(
         then = (
             "remembered: a retry reconnects to them instead of paying again"
             if remembered
-            else "NOT remembered on this Airflow line (or with durable=False), so this task fails "
-            "without retry: a retry would pay for them again"
+            else "nothing keeps their ids for a new try here (Airflow line without a record, or "
+            "durable=False), so this task fails without retry: a retry would pay for them again"
         )
         already = f" Already paid for by this try: {paid_list(paid)} ({then})."
     if isinstance(exc, ModelsLabRateLimitError) or never_reached(exc):

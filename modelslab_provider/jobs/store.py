@@ -81,14 +81,24 @@ class VariableStore(RecordStore):
             return None
 
     def save(self, value: Any) -> None:
+        """Write the record; when that fails the job goes on unremembered (and says so on failure)."""
         from airflow.sdk import Variable
 
-        Variable.set(
-            self.key,
-            value,
-            description="ModelsLab ids paid for by this task instance (no key); removed when it ends",
-            serialize_json=True,
-        )
+        try:
+            Variable.set(
+                self.key,
+                value,
+                description="ModelsLab ids paid for by this task instance (no key); removed when it ends",
+                serialize_json=True,
+            )
+        except Exception:
+            log.warning(
+                "Could not write Variable %s: a new try of this task cannot reconnect to what this one paid "
+                "for",
+                self.key,
+                exc_info=True,
+            )
+            self.durable = False
 
     def clear(self) -> None:
         from airflow.sdk import Variable
