@@ -205,7 +205,8 @@ def test_ui_run_ids_keep_readable_track_ids() -> None:
     tid = make_track_id("daily", "manual__2026-12-06T10:00:00+00:00", "generate", -1, 1)
     assert tid == "daily.generate.manual__2026-12-06T10_00_00_00_00.m-1.t1"
     long = make_track_id("d" * 40, "manual__2026-12-06T10:00:00+00:00", "t" * 40, -1, 1)
-    assert long.startswith("d" * 40) and len(long) <= 64
+    assert long.startswith("d" * 40)
+    assert len(long) <= 64
 
 
 # --------------------------------------------------------------------------- batch parity
@@ -222,7 +223,8 @@ def test_batch_parity_link_kill_warning_and_ids_when_not_waiting(
     op.on_kill()
     [batch_id] = ctx["ti"].xcom["batch_ids"]
     warning = next(line for line in capsys.readouterr().out.splitlines() if "no cancel API" in line)
-    assert f"batch {batch_id}" in warning and "billed" in warning
+    assert f"batch {batch_id}" in warning
+    assert "billed" in warning
     assert "dag.generate-" in warning  # the derived track ids name the DAG and task
     ids = ModelsLabVideoBatchOperator(
         task_id="generate", model_id="wan2.2", prompts=prompts(3), wait_for_completion=False, **FAST
