@@ -121,9 +121,10 @@ class PaidJob:
         limit: str | None = None,
         jobs: Sequence[Mapping[str, Any]] | None = None,
         queue_attempts: int = 0,
+        resumed: bool = False,
     ) -> Outcome:
         """Adopt or submit every submission, then wait (or defer) and return the outcome."""
-        self._clock(deadline, limit)
+        self._clock(deadline, limit, resumed)
         fingerprints = [self._fingerprint(s) for s in self.spec.submissions]  # before any paid call
         carried = {int(j["number"]): dict(j) for j in jobs or [] if isinstance(j, Mapping)}
         stored = {} if carried else core_job.records_from_store(self.store.load())
@@ -158,13 +159,17 @@ class PaidJob:
             self.store.clear()
             raise
 
-    def _clock(self, deadline: float | None, limit: str | None) -> None:
+    def _clock(self, deadline: float | None, limit: str | None, resumed: bool) -> None:
+        """The try's one deadline: from its first ``execute`` (when Airflow's own timer starts too).
+
+        A resumed try carries it in the defer kwargs; ``airflow dags test`` drops those, so
+        there the TI's start date stands in for the try's start.
+        """
         if deadline is None:
             start = getattr(self.context.get("ti"), "start_date", None)  # type: ignore[call-overload]
-            started = start.timestamp() if isinstance(start, datetime) else time.time()
-            deadline, limit = core_job.try_deadline(
-                started, time.time(), self.op.timeout, self.op.execution_timeout
-            )
+            now = time.time()
+            started = start.timestamp() if resumed and isinstance(start, datetime) else now
+            deadline, limit = core_job.try_deadline(started, now, self.op.timeout, self.op.execution_timeout)
         self.deadline, self.limit = float(deadline), limit or f"timeout of {self.op.timeout:.0f} s"
 
     def _fingerprint(self, planned: PlannedSubmit) -> str:

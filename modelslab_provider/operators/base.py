@@ -116,9 +116,10 @@ class ModelsLabBaseOperator(BaseOperator):
         """Resume after a deferred queue-full wait: submit again, within the same try's deadline."""
         job = self._job(context)
         self.log.info("Submitting again after waiting for a queue slot")
-        return self._outcome(
-            context, job.run(deadline=deadline, limit=limit, jobs=jobs, queue_attempts=rate_limit_attempts)
+        outcome = job.run(
+            deadline=deadline, limit=limit, jobs=jobs, queue_attempts=rate_limit_attempts, resumed=True
         )
+        return self._outcome(context, outcome)
 
     def execute_complete(self, context: Context, event: Any = None) -> Any:
         """Resume after the trigger: check the event and push the outputs."""

@@ -418,7 +418,7 @@ BATCH_FAULTS: tuple[BatchFault, ...] = (
         (1, 40),
         "1 of 3 ModelsLab videos failed: input 1",
         allow_partial_failure=True,
-        note="`return_value[1]` is None",
+        note="`return_value` holds inputs 0 and 2 (the successful ones); `results` all three",
     ),
     BatchFault(
         "batch_refund",
@@ -441,7 +441,7 @@ BATCH_FAULTS: tuple[BatchFault, ...] = (
         ("success", "success", "success"),
         1,
         (2, 200),
-        "Waiting for 1 ModelsLab job(s)",
+        "Waiting for 1 batch of 3 videos",
         runner=TRIGGERER_RESTART,
         columns=("batch_deferred",),
         note="real scheduler + triggerer; entries completed by the test after the new triggerer "
