@@ -41,22 +41,22 @@ from modelslab_provider.client.errors import (
 )
 from modelslab_provider.events import failure
 from modelslab_provider.jobs import outcomes, waits
+from modelslab_provider.jobs.keys import (
+    XCOM_API_VERSION,
+    XCOM_BATCH_IDS,
+    XCOM_ETA,
+    XCOM_FETCH_URL,
+    XCOM_REQUEST_ID,
+    XCOM_REQUEST_IDS,
+    XCOM_RESULTS,
+    XCOM_TRACK_ID,
+)
 from modelslab_provider.jobs.store import RecordStore, record_store
 
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
 
     from modelslab_provider.jobs.waits import JobOperator
-
-# XCom keys of the record of a job's submissions (``return_value`` holds the outputs)
-XCOM_REQUEST_ID = "request_id"
-XCOM_TRACK_ID = "track_id"
-XCOM_API_VERSION = "api_version"
-XCOM_FETCH_URL = "fetch_url"
-XCOM_ETA = "eta"
-XCOM_BATCH_IDS = "batch_ids"
-XCOM_REQUEST_IDS = "request_ids"
-XCOM_RESULTS = "results"
 
 
 @dataclass(frozen=True)
