@@ -26,7 +26,6 @@ from modelslab_provider.jobs import outcomes
 if TYPE_CHECKING:
     from modelslab_provider.client.policy import PollPolicy
     from modelslab_provider.hooks.modelslab import ModelsLabHook
-    from modelslab_provider.jobs.engine import PaidJob
 
 __all__ = ["InputResult", "JobOperator", "defer_wait", "read_event", "wait_here"]
 
@@ -53,6 +52,24 @@ class JobOperator(Protocol):
     def defer(
         self, *, trigger: Any, method_name: str, kwargs: Any = None, timeout: Any = None
     ) -> NoReturn: ...
+
+
+class PaidJob(Protocol):
+    """What a wait reads of the job it waits for (:class:`~modelslab_provider.jobs.engine.PaidJob`)."""
+
+    op: JobOperator
+    spec: Any  # JobSpec: ``video``, ``size_text``
+    jobs: list[dict[str, Any]]
+    finished: dict[str, tuple[EntryResult, ...]]
+    deadline: float
+    limit: str
+
+    @property
+    def remembered(self) -> bool: ...
+
+    def ids_text(self) -> str: ...
+
+    def unexpected(self, event: Any) -> AirflowException: ...
 
 
 def _started_at(job: PaidJob) -> float:
