@@ -229,7 +229,7 @@ class PaidJob:
     def _fetch_once(self, job: Mapping[str, Any]) -> tuple[list[EntryResult], VideoResult | None]:
         if job["kind"] == "batch":
             return self.hook.client.fetch_job(job, deadline=self.deadline), None
-        result = self.hook.fetch(
+        result = self.hook.client.fetch(
             job["id"], job.get("api_version") or "v6", job.get("fetch_url"), deadline=self.deadline
         )
         return [entry_from_single(result, job.get("track_id"))], result
@@ -261,7 +261,7 @@ class PaidJob:
 
         try:
             if planned.kind == "batch":
-                submitted = self.hook.submit_batch(
+                submitted = self.hook.client.submit_batch(
                     planned.body,
                     what=planned.what,
                     deadline=self.deadline,
@@ -270,7 +270,7 @@ class PaidJob:
                 )
                 job = planned.job(submitted.batch_id, submitted_at=time.time())
             else:
-                request, result = self.hook.submit_request(
+                request, result = self.hook.client.submit_request(
                     planned.endpoint,
                     planned.body,
                     track_id=planned.track_ids[0],

@@ -135,7 +135,7 @@ def wait_here(job: PaidJob) -> tuple[Finished, Mapping[str, Any] | None]:
                 f"{max(job.deadline - time.time(), 0):.0f} s",
                 job.limit,
             )
-            result = op.hook.wait(
+            result = op.hook.client.wait(
                 record["id"],
                 api_version=record.get("api_version") or "v6",
                 fetch_url=record.get("fetch_url"),
@@ -151,7 +151,7 @@ def wait_here(job: PaidJob) -> tuple[Finished, Mapping[str, Any] | None]:
         op.log.info(
             "Waiting for %s in the worker (until the task's %s runs out)", job.spec.size_text, job.limit
         )
-        done = op.hook.wait_batches(
+        done = op.hook.client.wait_batches(
             pending,
             started_at=_started_at(job),
             deadline=job.deadline,

@@ -196,6 +196,6 @@ def test_batch_triggerer_restart(sim: Simulator, airflow_home: Path, tmp_path: P
     logs = _trigger_logs(home, dag_id, tid)
     assert len(logs) == 2, list(logs)  # the trigger ran in both triggerers
     assert all(spec.message in text for text in logs.values()), logs
-    fired = sum(text.count("All 1 ModelsLab job(s) finished") for text in logs.values())
+    fired = sum(text.count("All 1 batch of 3 videos finished") for text in logs.values())
     assert fired == 1, logs
     assert CANARY_KEY not in "".join(logs.values())
