@@ -161,7 +161,7 @@ class ModelsLabVideoBatchOperator(ModelsLabBaseOperator):
         deadline = time.time() + self.timeout
         started_at = min(job["submitted_at"] for job in jobs)
         if self.deferrable:
-            self._defer(jobs, started_at, deadline)
+            self._defer(jobs, started_at, deadline, context)
         finished = self._wait(jobs, started_at, deadline)
         return self._complete(context, jobs, finished, len(entries))
 
@@ -239,8 +239,11 @@ class ModelsLabVideoBatchOperator(ModelsLabBaseOperator):
 
     # ------------------------------------------------------------------ wait
 
-    def _defer(self, jobs: list[dict[str, Any]], started_at: float, deadline: float) -> NoReturn:
+    def _defer(
+        self, jobs: list[dict[str, Any]], started_at: float, deadline: float, context: Context | None = None
+    ) -> NoReturn:
         from modelslab_provider.triggers.batch import BatchFetchTrigger
+        from modelslab_provider.triggers.task_end import MESSAGE, end_spec
 
         self.log.info(
             "Deferring: the triggerer waits for %d ModelsLab job(s) until %s",
@@ -254,6 +257,13 @@ class ModelsLabVideoBatchOperator(ModelsLabBaseOperator):
                 started_at=started_at,
                 deadline=deadline,
                 poll_policy=self._poll_policy().to_dict(),
+                end_task=end_spec(
+                    self,
+                    context,
+                    "batch",
+                    timeout_message=self._timeout_message(MESSAGE),
+                    allow_partial_failure=self.allow_partial_failure,
+                ),
             ),
             method_name="execute_complete",
             timeout=None,
@@ -304,17 +314,12 @@ class ModelsLabVideoBatchOperator(ModelsLabBaseOperator):
             if event.get("error_type") == "unexpected":
                 raise AirflowException(f"{message} (connection {self.modelslab_conn_id!r})")
             raise AirflowFailException(message)
-        jobs = event.get("jobs")
-        finished = event.get("finished")
-        if not isinstance(jobs, list) or not isinstance(finished, Mapping):
+        from modelslab_provider.triggers.task_end import batch_event
+
+        parsed = batch_event(event)  # the same reading the triggerer does when it ends the task
+        if parsed is None:
             raise AirflowException("The ModelsLab batch trigger event lacks its jobs or results")
-        parsed = {
-            str(k): tuple(EntryResult.from_dict(e) for e in v if isinstance(e, Mapping))
-            for k, v in finished.items()
-            if isinstance(v, list)
-        }
-        count = sum(int(j["size"]) for j in jobs)
-        return self._complete(context, jobs, parsed, count)
+        return self._complete(context, *parsed)
 
     def _complete(
         self,

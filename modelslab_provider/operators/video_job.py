@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 from airflow.providers.common.compat.sdk import AirflowException, AirflowFailException, ResumableJobMixin
 
-from modelslab_provider.client.core import SECRET_FIELDS, Status, VideoResult, http_urls, resolve_endpoint
+from modelslab_provider.client.core import SECRET_FIELDS, Status, VideoResult, resolve_endpoint
 from modelslab_provider.client.errors import (
     ModelsLabError,
     ModelsLabJobFailedError,
@@ -24,7 +24,7 @@ from modelslab_provider.client.errors import (
 )
 from modelslab_provider.client.policy import WaitTracker
 from modelslab_provider.client.submit import SubmittedRequest, make_track_id, prepare_payload
-from modelslab_provider.events import compact_meta, failure, urls_from_event, wait_deadline
+from modelslab_provider.events import failure, urls_from_event, wait_deadline
 from modelslab_provider.operators.base import ModelsLabBaseOperator
 from modelslab_provider.version_compat import AIRFLOW_V_3_3_PLUS
 
@@ -217,7 +217,7 @@ class VideoJobOperator(ResumableJobMixin, ModelsLabBaseOperator):
             return None
         done = self._known if self._known is not None and self._known.status is Status.DONE else None
         if done is None and self.deferrable:
-            self._defer_wait(job)
+            self._defer_wait(job, context)
         result = done or self._wait(job)
         self._urls = self._publish_result(context, list(result.urls), result.details())
         return self._urls
@@ -281,9 +281,10 @@ class VideoJobOperator(ResumableJobMixin, ModelsLabBaseOperator):
 
     # ------------------------------------------------------------------ wait
 
-    def _defer_wait(self, job: SubmittedRequest) -> NoReturn:
+    def _defer_wait(self, job: SubmittedRequest, context: Context | None = None) -> NoReturn:
         # imported here: the trigger module pulls in airflow.triggers.base, which DAG parsing
         # does not need (benchmarks/parse_cost.py)
+        from modelslab_provider.triggers.task_end import MESSAGE, end_spec
         from modelslab_provider.triggers.video import VideoFetchTrigger
 
         # Airflow 3 does not apply execution_timeout while deferred: the trigger does. The try's
@@ -308,6 +309,9 @@ class VideoJobOperator(ResumableJobMixin, ModelsLabBaseOperator):
                 deadline=deadline,
                 poll_policy=self._poll_policy().to_dict(),
                 limit=limit,
+                end_task=end_spec(
+                    self, context, "video", timeout_message=self._timeout_message(MESSAGE, job.request_id)
+                ),
             ),
             method_name="execute_complete",
             # the deadline lives in the trigger: it reports a timeout event instead of vanishing
@@ -385,15 +389,12 @@ class VideoJobOperator(ResumableJobMixin, ModelsLabBaseOperator):
 
     def _publish_result(self, context: Context, urls: list[str], details: Mapping[str, Any]) -> list[str]:
         """Push the detail keys and return the URLs (Airflow pushes them as ``return_value``)."""
+        from modelslab_provider.triggers.task_end import video_xcoms
+
         ti = context["ti"]
-        ti.xcom_push(key=XCOM_VIDEO_URL, value=urls[0])
-        ti.xcom_push(key=XCOM_PROXY_LINKS, value=list(http_urls(details.get("proxy_links"))))
-        generation_time = details.get("generation_time")
-        if isinstance(generation_time, int | float) and not isinstance(generation_time, bool):
-            ti.xcom_push(key=XCOM_GENERATION_TIME, value=generation_time)
-        meta = details.get("meta")
-        if isinstance(meta, Mapping) and meta:
-            ti.xcom_push(key=XCOM_META, value=compact_meta(meta))
+        # the same XComs the triggerer pushes when it ends the task itself
+        for key, value in video_xcoms(urls, details).items():
+            ti.xcom_push(key=key, value=value)
         self.log.info("ModelsLab video ready: %d output URL(s), first %s", len(urls), urls[0])
         from modelslab_provider.lineage import report_video_job
 

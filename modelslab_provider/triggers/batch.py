@@ -75,8 +75,9 @@ class BatchFetchTrigger(ModelsLabTrigger[BatchWait]):
         started_at: float | None = None,
         deadline: float | None = None,
         poll_policy: dict | None = None,
+        end_task: dict | None = None,
     ) -> None:
-        super().__init__(modelslab_conn_id, started_at, deadline, poll_policy)
+        super().__init__(modelslab_conn_id, started_at, deadline, poll_policy, end_task)
         self.jobs = check_jobs(jobs)
 
     def own_kwargs(self) -> dict[str, Any]:
