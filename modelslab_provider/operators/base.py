@@ -51,6 +51,8 @@ class ModelsLabBaseOperator(BaseOperator):
     :param poll_interval: the shortest pause between polls, in seconds.
     :param max_poll_interval: the longest pause between polls, in seconds.
     :param timeout: the task's time budget per try (seconds or timedelta).
+    :param end_from_trigger: when a deferred wait is over, end the task in the triggerer (no
+        worker start) where Airflow can (3.3+, docs/waiting-modes.md); False: resume on a worker.
     """
 
     def __init__(
@@ -62,9 +64,11 @@ class ModelsLabBaseOperator(BaseOperator):
         poll_interval: float = 5.0,
         max_poll_interval: float = 60.0,
         timeout: float | timedelta = 3600.0,
+        end_from_trigger: bool = True,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        self.end_from_trigger = end_from_trigger
         self.modelslab_conn_id = modelslab_conn_id
         self.wait_for_completion = wait_for_completion
         self.deferrable = deferrable

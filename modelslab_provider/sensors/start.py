@@ -40,7 +40,29 @@ def as_template(sensor: VideoFetchSensor, name: str, value: Any) -> Any:
             "in the triggerer). Use deferrable=True instead."
         )
     task, key = refs[0]
-    return f"{{{{ ti.xcom_pull(task_ids={task.task_id!r}, key={key!r}) }}}}"
+    sensor.set_upstream(task)  # the template below no longer carries the dependency
+    # map_indexes=-1: one GetXCom request, which the triggerer serves (see _check_template)
+    return f"{{{{ ti.xcom_pull(task_ids={task.task_id!r}, key={key!r}, map_indexes=-1) }}}}"
+
+
+def _check_template(sensor: VideoFetchSensor, name: str, value: str) -> None:
+    """Refuse templates the triggerer cannot render (they would hang the trigger until its timeout)."""
+    if not AIRFLOW_V_3_3_PLUS:
+        raise ValueError(
+            f"{sensor.task_id}: start_from_trigger=True with a templated {name} ({value!r}) needs "
+            "Airflow 3.3 or later: older triggerers start the trigger with the raw template text "
+            "(no task context to render it in). Pass a literal value, or use deferrable=True."
+        )
+    if "xcom_pull" in value and "map_indexes" not in value:
+        # Airflow 3.3.2's triggerer answers GetXCom but not the GetXComSequenceSlice request that
+        # xcom_pull sends without map_indexes: the request goes unanswered and the trigger hangs
+        raise ValueError(
+            f"{sensor.task_id}: start_from_trigger=True cannot render {name}={value!r}: in the "
+            "triggerer, xcom_pull works only with map_indexes given (Airflow 3.3.2 leaves the "
+            "other request unanswered, so the sensor would hang until its timeout). Write "
+            "ti.xcom_pull(task_ids='...', map_indexes=-1), or pass the upstream task's output "
+            "(request_id=submit.output)."
+        )
 
 
 def configure(sensor: VideoFetchSensor) -> None:
@@ -53,12 +75,8 @@ def configure(sensor: VideoFetchSensor) -> None:
         value = as_template(sensor, name, getattr(sensor, name))
         if value is not getattr(sensor, name):
             setattr(sensor, name, value)
-        if _is_template(value) and not AIRFLOW_V_3_3_PLUS:
-            raise ValueError(
-                f"{sensor.task_id}: start_from_trigger=True with a templated {name} ({value!r}) needs "
-                "Airflow 3.3 or later: older triggerers start the trigger with the raw template text "
-                "(no task context to render it in). Pass a literal value, or use deferrable=True."
-            )
+        if _is_template(value):
+            _check_template(sensor, name, value)
     end_task: dict[str, Any] | None = None
     if sensor.end_from_trigger:
         reason = static_reason(sensor)

@@ -274,7 +274,7 @@ class VideoFetchSensor(BaseSensorOperator):
             raise AirflowSensorTimeout(message)
         # imported here: the trigger module pulls in airflow.triggers.base, which DAG parsing
         # does not need (benchmarks/parse_cost.py)
-        from modelslab_provider.triggers.task_end import end_spec
+        from modelslab_provider.triggers.task_end import START_TIMEOUT_MARGIN, end_spec
         from modelslab_provider.triggers.video import VideoFetchTrigger
 
         trigger = VideoFetchTrigger(
@@ -295,7 +295,12 @@ class VideoFetchSensor(BaseSensorOperator):
             remaining,
             limit,
         )
-        self.defer(trigger=trigger, method_name="execute_complete", timeout=timedelta(seconds=remaining))
+        # when the trigger ends the task, its own deadline must come first: Airflow's timeout then
+        # only backs it up (else a soft_fail skip could lose the race and go through a worker)
+        margin = START_TIMEOUT_MARGIN if trigger.end_task else 0.0
+        self.defer(
+            trigger=trigger, method_name="execute_complete", timeout=timedelta(seconds=remaining + margin)
+        )
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> list[str]:
         """Resume after the trigger: the URLs, or the failure it reported."""

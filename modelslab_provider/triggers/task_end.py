@@ -163,7 +163,7 @@ async def end_event(trigger: Any, payload: dict[str, Any], spec: Mapping[str, An
     """The event that ends the task for ``payload``, or the plain event (resume on a worker)."""
     ti = getattr(trigger, "task_instance", None)
     # ``airflow dags test`` runs triggers inline with no task instance and ignores task-end events
-    if not spec or ti is None or getattr(trigger, "triggerer_job_id", None) is None:
+    if not spec or getattr(ti, "run_id", None) is None:
         return ModelsLabEvent(payload)
     try:
         event = await _end(trigger, ti, payload, spec)

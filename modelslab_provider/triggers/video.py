@@ -78,13 +78,19 @@ class VideoFetchTrigger(ModelsLabTrigger[WaitTracker]):
         super().__init__(modelslab_conn_id, started_at, deadline, poll_policy, end_task)
         self.request_id, self.api_version = request_id, api_version
         # a sensor started in the triggerer gets its templates rendered there, after __init__
-        if not is_template(request_id) and not is_template(api_version):
+        self._templated = is_template(request_id) or is_template(api_version)
+        if not self._templated:
             self._check()
         self.fetch_url = fetch_url or None
         self.eta = None if eta is None else float(eta)
         self.limit = limit or None
 
     def _check(self) -> None:
+        if self._templated and str(self.request_id).strip() in ("", "None"):
+            raise ModelsLabConfigError(
+                f"request_id rendered to {self.request_id!r} in the triggerer: the XCom it pulls does "
+                "not exist (did the upstream task push it?)"
+            )
         if self.api_version not in API_VERSIONS:
             raise ModelsLabConfigError(f"api_version must be one of {API_VERSIONS}, got {self.api_version!r}")
         self.request_id = normalise_request_id(self.request_id)
