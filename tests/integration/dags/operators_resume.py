@@ -48,9 +48,9 @@ class DiesOnce(ModelsLabTextToVideoOperator):
         super()._log_progress(tracker, result, error)
         self._die("poll")
 
-    def _defer_wait(self, job: Any) -> Any:
+    def _defer_wait(self, job: Any, *args: Any) -> Any:
         self._die("defer")
-        return super()._defer_wait(job)
+        return super()._defer_wait(job, *args)
 
     def _publish_result(self, context: Any, urls: list[str], details: Any) -> list[str]:
         self._die("result")
