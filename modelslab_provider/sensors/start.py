@@ -22,10 +22,6 @@ CLASSPATH = "modelslab_provider.triggers.video.VideoFetchTrigger"
 FIELDS = ("request_id", "modelslab_conn_id", "api_version", "fetch_url")
 
 
-def _is_template(value: Any) -> bool:
-    return isinstance(value, str) and any(mark in value for mark in ("{{", "{%", "{#"))
-
-
 def as_template(sensor: VideoFetchSensor, name: str, value: Any) -> Any:
     """``value``, with an upstream task's output (``op.output``) turned into the template pulling it."""
     from airflow.providers.common.compat.sdk import XComArg
@@ -69,13 +65,14 @@ def configure(sensor: VideoFetchSensor) -> None:
     """Check the sensor can start in the triggerer on this Airflow line; set ``start_trigger_args``."""
     from airflow.triggers.base import StartTriggerArgs
 
+    from modelslab_provider.triggers.base import is_template
     from modelslab_provider.triggers.task_end import START_TIMEOUT_MARGIN, static_reason
 
     for name in FIELDS:
         value = as_template(sensor, name, getattr(sensor, name))
         if value is not getattr(sensor, name):
             setattr(sensor, name, value)
-        if _is_template(value):
+        if is_template(value):
             _check_template(sensor, name, value)
     end_task: dict[str, Any] | None = None
     if sensor.end_from_trigger:
