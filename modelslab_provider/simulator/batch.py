@@ -174,7 +174,8 @@ def _not_found() -> Reply:
 
 def _answer(state: SimState, batch: Batch, base_url: str) -> Reply:
     now = state.clock()
-    limit = state.config.batch_entry_limit
+    sc = scenario_from(state.config.scenario, batch.scenario_markers)
+    limit = sc.batch_limit if sc.batch_limit is not None else state.config.batch_entry_limit
     results: list[dict[str, Any]] = []
     output: list[str] = []
     running = succeeded = 0

@@ -44,6 +44,7 @@ from tests.integration.reliability.harness import (
     task_logs,
 )
 from tests.integration.reliability.matrix import (
+    BATCH_INPUTS,
     COLUMN,
     CONNECTION_EXTRA,
     DAG_SPECS,
@@ -60,6 +61,7 @@ from tests.integration.reliability.matrix import (
 from tests.integration.reliability.simproc import SimProcess
 
 DAG_FILE = TEST_DAGS / "faults_matrix.py"
+BATCH_PATH = "/api/v6/video/batch"
 SAMPLE = resources.files("modelslab_provider.simulator").joinpath("data", "sample.mp4").read_bytes()
 #: how long the simulator stays down in the restart row
 DOWN_S = 3.0
@@ -178,6 +180,11 @@ def matrix(sim: Simulator, airflow_home: Path, tmp_path_factory: pytest.TempPath
 
 def _job_id(run: Run, fault: str, column: str) -> int:
     tid = task_id(fault, column)
+    if COLUMN[column].kind == "batch":
+        ids = run.result.xcom(tid, "batch_ids")
+        assert isinstance(ids, list), f"{tid} pushed no batch_ids\n{run.logs.get(tid, '')[-4000:]}"
+        assert len(ids) == 1, ids
+        return int(ids[0])
     if COLUMN[column].kind == "sensor":
         ids = run.result.xcom("submit")
         assert isinstance(ids, dict), run.result.output[-4000:]
@@ -206,25 +213,36 @@ def test_cell(matrix: dict[str, Run], dag_id: str, fault: str, column: str) -> N
     expected = spec.message_for(column)
     assert any(m in log for m in expected), f"none of {expected} in the log{context}"
     urls = run.result.xcom(tid)
+    batch = COLUMN[column].kind == "batch"
     if spec.outcome == "failed":
-        assert "AirflowFailException" in log, context
+        if not spec.retryable:
+            assert "AirflowFailException" in log, context
         assert urls is None
     else:
         assert isinstance(urls, list), urls
         assert urls
-        assert all(isinstance(u, str) and u.startswith(run.sim_url + "/") for u in urls), urls
+        flat = [u for item in urls if item is not None for u in item] if batch else urls
+        assert flat
+        assert all(isinstance(u, str) and u.startswith(run.sim_url + "/") for u in flat), urls
 
     if spec.on_submit:
-        _check_ambiguous_submit(run, dag_id, tid, log, context)
+        _check_ambiguous_submit(run, dag_id, tid, log, context, batch=batch)
+        return
+    if spec.submits == 0:
+        assert not _submits(run.requests, dag_id, tid, batch), context
         return
 
-    # API calls: the job's fetches, one submit for operators, nothing after the terminal answer
+    # API calls: the job's fetches, one paid submit, nothing after the terminal answer
     job = _job_id(run, fault, column)
     fetches = fetches_by_job(run.requests)[job]
     assert spec.fetches_ok(fetches), f"{fetches} fetches of job {job}, expected {spec.fetches}{context}"
-    submits = submits_with(run.requests, f"{dag_id}/{tid} ")
-    assert len(submits) == 1, submits
-    if run.stats:
+    submits = [
+        e for e in _submits(run.requests, dag_id, tid, batch) if e["status"] == 200 and e.get("job_id")
+    ]
+    assert len(submits) == spec.submits, submits
+    if batch:
+        _check_batch(run, fault, column, context)
+    elif run.stats:
         assert str(job) not in run.stats["fetches_after_terminal_per_job"], run.stats
 
     if spec.runner == SIM_RESTART:
@@ -234,13 +252,65 @@ def test_cell(matrix: dict[str, Run], dag_id: str, fault: str, column: str) -> N
     assert CANARY_KEY not in log
 
 
-def _check_ambiguous_submit(run: Run, dag_id: str, tid: str, log: str, context: str) -> None:
-    """One submit, which queued a job the task never heard of; no fetch; the track_id named."""
-    [submit] = submits_with(run.requests, f"{dag_id}/{tid} ")
-    assert submit["status"] >= 500, submit
+def _submits(entries: list[dict[str, Any]], dag_id: str, tid: str, batch: bool) -> list[dict[str, Any]]:
+    """The cell's submit requests: single ones by prompt, batch ones by their entries' prompts."""
+    if not batch:
+        return submits_with(entries, f"{dag_id}/{tid} ")
+    return [
+        e
+        for e in entries
+        if e.get("path") == BATCH_PATH
+        and isinstance(e.get("body"), dict)
+        and any(f"{dag_id}/{tid} " in str(r.get("prompt", "")) for r in e["body"].get("requests") or [])
+    ]
+
+
+def _check_batch(run: Run, fault: str, column: str, context: str) -> None:
+    """Entry outcomes in input order; no single fetch of an entry; the docs' store pattern."""
+    spec = FAULT[fault]
+    tid = task_id(fault, column)
+    results = run.result.xcom(tid, "results")
+    assert isinstance(results, list), context
+    assert [r["index"] for r in results] == list(range(len(results)))
+    if spec.statuses:
+        assert [r["status"] for r in results] == list(spec.statuses), results
+    entry_ids = {str(r.get("request_id")) for r in results}
+    singles = [e for e in run.requests if e["path"].startswith("/api/v6/video/fetch/")]
+    assert not [e for e in singles if str(e.get("job_id")) in entry_ids], "a batch entry was fetched alone"
+    if spec.partial_store:
+        store_id = store_task_id(fault, column)
+        copies = {k: v for k, v in run.result.states.items() if k.startswith(store_id + "[")}
+        ok = sum(s == "success" for s in results_status(results))
+        assert sorted(copies.values()) == ["success"] * ok, (copies, context)
+        assert not [
+            k
+            for k, v in run.result.states.items()
+            if v in ("failed", "upstream_failed") and (k == tid or k.startswith(store_id))
+        ], run.result.states
+        stored = list((run.store_dir / run.result.dag_id / "partial").rglob("*.mp4"))
+        assert len(stored) == ok, stored
+
+
+def results_status(results: list[dict[str, Any]]) -> list[str]:
+    return [str(r["status"]) for r in results]
+
+
+def _check_ambiguous_submit(
+    run: Run, dag_id: str, tid: str, log: str, context: str, *, batch: bool = False
+) -> None:
+    """One submit, which queued a job the task never heard of; no fetch; the track_id(s) named."""
+    [submit] = _submits(run.requests, dag_id, tid, batch)
+    assert submit["status"] is None or submit["status"] >= 500, submit  # dropped, or a 5xx page
     job = submit.get("job_id")
     assert job is not None, f"the simulator queued no job for {tid}: {submit}"
     assert fetches_by_job(run.requests)[job] == 0
+    if batch:
+        assert run.result.xcom(tid, "batch_ids") is None
+        track_ids = [r["track_id"] for r in submit["body"]["requests"]]
+        assert track_ids
+        assert all(t in log for t in track_ids), context
+        assert CANARY_KEY not in log
+        return
     assert run.result.xcom(tid, "request_id") is None
     track_id = run.result.xcom(tid, "track_id")
     assert isinstance(track_id, str), context
@@ -348,6 +418,9 @@ def test_triggerer_restart(dag_id: str, sim: Simulator, airflow_home: Path, tmp_
             return json.loads(rows[0][0]) if rows else None
 
         def job_of(fault: str, column: str) -> int | None:
+            if COLUMN[column].kind == "batch":
+                ids = xcom(task_id(fault, column), "batch_ids")
+                return int(ids[0]) if ids else None
             if COLUMN[column].kind == "sensor":
                 ids = xcom("submit", "return_value")
                 return int(ids[task_id(fault, column)]) if ids else None
@@ -373,8 +446,10 @@ def test_triggerer_restart(dag_id: str, sim: Simulator, airflow_home: Path, tmp_
             180,
         )
         triggerer_after = af.query("SELECT DISTINCT triggerer_id FROM trigger")
+        batches = sim.batches()
         for job in jobs.values():
-            assert sim.complete(job)
+            for entry in batches[str(job)]["job_ids"] if str(job) in batches else [job]:
+                assert sim.complete(entry)
         finished = af.wait_until(
             "the DAG run to finish",
             lambda: af.query(
@@ -398,17 +473,22 @@ def test_triggerer_restart(dag_id: str, sim: Simulator, airflow_home: Path, tmp_
         fetches = _fetches(sim, job)
         assert spec.fetches_ok(len(fetches)), (len(fetches), spec.fetches)
         assert not [e for e in fetches if stopped < e["ts"] < started], "nobody polled while it was down"
-        assert str(job) not in stats["fetches_after_terminal_per_job"]
-        assert len(submits_with(sim.requests(), f"{dag_id}/{tid} ")) == 1
+        batch = COLUMN[column].kind == "batch"
+        if not batch:
+            assert str(job) not in stats["fetches_after_terminal_per_job"]
+        assert len(_submits(sim.requests(), dag_id, tid, batch)) == 1
         urls = _final_xcom(home, dag_id, run_id, tid)
         assert isinstance(urls, list), urls
         assert urls
-        assert all(u.startswith(sim.url + "/files/") for u in urls), urls
+        flat = [u for item in urls for u in item] if batch else urls
+        assert len(flat) == (BATCH_INPUTS if batch else 1), urls
+        assert all(u.startswith(sim.url + "/files/") for u in flat), urls
         # the trigger ran in both triggerers (one log file each); only the new one fired, once
         logs = _trigger_logs(home, dag_id, tid)
         assert len(logs) == 2, list(logs)
-        assert all(spec.message_for(column)[0] in text for text in logs.values()), logs
-        ready = [name for name, text in logs.items() for _ in range(text.count(f"request {job} is ready"))]
+        assert all(any(m in text for m in spec.message_for(column)) for text in logs.values()), logs
+        done = "ModelsLab job(s) finished" if batch else f"request {job} is ready"
+        ready = [name for name, text in logs.items() for _ in range(text.count(done))]
         assert len(ready) == 1, logs
         assert CANARY_KEY not in "".join(logs.values())
 
