@@ -122,7 +122,9 @@ class RestartController(threading.Thread):
 def _run(spec_dag_id: str, home: Path, sim_url: str, store_dir: Path) -> DagRunResult:
     env = connection_env(sim_url, **CONNECTION_EXTRA)
     env["FAULTS_STORE_DIR"] = str(store_dir)
-    return run_dag_test(home, DAG_FILE, spec_dag_id, sim_url=sim_url, env=env, timeout=420)
+    return run_dag_test(
+        home, DAG_FILE, spec_dag_id, sim_url=sim_url, env=env, timeout=420, keep_on_timeout=True
+    )
 
 
 @pytest.fixture(scope="module")
