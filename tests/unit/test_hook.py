@@ -218,14 +218,13 @@ def test_a_refused_key_reads_the_same_on_the_test_button_and_in_a_failed_task(
 ) -> None:
     """One wording (issue 17): the Test button, the operators, the sensor and the trigger."""
     from modelslab_provider.client.errors import ModelsLabAuthError
-    from modelslab_provider.operators.video import ModelsLabTextToVideoOperator
+    from modelslab_provider.events import failure
     from modelslab_provider.triggers.video import error_message
 
     set_json(monkeypatch, password="invalid-key-wording", host=sim.url)
     _, on_test_button = ModelsLabHook(CONN_ID).test_connection()
     refused = ModelsLabAuthError("ModelsLab refused the API key: Invalid API key")
-    operator = ModelsLabTextToVideoOperator(task_id="t", prompt="p", modelslab_conn_id=CONN_ID)
-    in_task = str(operator._failure(refused))
+    in_task = str(failure(refused, CONN_ID))
     in_trigger = error_message(refused, CONN_ID)
     advice = "ModelsLab refused the API key: Invalid API key. Check the API Key (password field) of {}."
     assert on_test_button.startswith(advice.format("this connection"))
