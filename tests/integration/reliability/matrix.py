@@ -20,7 +20,7 @@ sensor, trigger or operator wait loop, so both layers are exercised.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -404,6 +404,38 @@ FAULTS: tuple[Fault, ...] = (
         "polled it; 1 submit, 1 event, 0 fetches after success",
     ),
 )
+#: the rows the batch columns run: one of each kind of fault (5xx with an HTML page, empty body,
+#: client timeout, drop, 429, terminal failure, 403, empty success, not found, restarts), the
+#: batch's own rows and issue 22's. The other variants (more 5xx codes, truncated JSON, 429
+#: without ``retry_after``, ...) meet the same client code on a batch fetch as on a single one.
+BATCH_ROWS = frozenset(
+    {
+        "http502",
+        "empty",
+        "slow",
+        "drop",
+        "rate429",
+        "submit_5xx_queued",
+        "submit_dropped",
+        "failed",
+        "http403",
+        "no_urls",
+        "not_found",
+        "entry_failed",
+        "entry_refund",
+        "partial_store",
+        "queue_full",
+        "exec_timeout",
+        "fetch_past_timeout",
+        "poll_before_deadline",
+        "sim_restart",
+        "triggerer_restart",
+    }
+)
+FAULTS = tuple(
+    f if f.key in BATCH_ROWS else replace(f, columns=tuple(c for c in f.columns if c not in BATCHES))
+    for f in FAULTS
+)
 FAULT = {f.key: f for f in FAULTS}
 
 
@@ -516,7 +548,9 @@ def render() -> str:
         f"The batch columns run `ModelsLabVideoBatchOperator` with {BATCH_INPUTS} prompts (one batch), "
         "each carrying the row's scenario (or its own, where the row lists one per entry); their API "
         "calls are the `POST .../batch/fetch/<id>` requests of the cell's batch (a batch fetch counts "
-        "as one poll of each entry), and no batch cell ever fetches a single video. Rows marked "
+        "as one poll of each entry), and no batch cell ever fetches a single video. The batch columns "
+        "run one row of each kind of fault (`BATCH_ROWS`); the other variants meet the same client "
+        "code on a batch fetch as on a single one. Rows marked "
         '"issue 22.N" prove item N of issue 22 (one paid-job engine).',
         "",
     ]
