@@ -65,7 +65,7 @@ DAG_FILE = TEST_DAGS / "faults_matrix.py"
 BATCH_PATH = "/api/v6/video/batch"
 SAMPLE = resources.files("modelslab_provider.simulator").joinpath("data", "sample.mp4").read_bytes()
 #: how long the simulator stays down in the restart row
-DOWN_S = 3.0
+DOWN_S = 5.0
 
 
 @dataclass

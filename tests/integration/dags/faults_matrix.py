@@ -129,7 +129,7 @@ def build(spec: DagSpec) -> DAG:
                     urls=cell.output,
                     destination=f"file://{STORE_DIR}/{spec.dag_id}/",
                     request_id=None,
-                    download_attempts=8,
+                    download_attempts=12,
                     retry_initial_delay=0.5,
                     retry_max_delay=1.0,
                 )

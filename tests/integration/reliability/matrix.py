@@ -279,11 +279,11 @@ FAULTS: tuple[Fault, ...] = (
     Fault(
         "file_404",
         "Output file 404s, then appears (store step)",
-        "polls=2 eta=1 file_delay=2",
+        "polls=2 eta=1 file_delay=5",
         "success",
         2,
         "output URL(s)",
-        files=(2, 8),
+        files=(2, 12),
         store_message="HTTP 404 from",
         columns=SINGLE,
         note="the wait succeeds; the store step (ModelsLabStoreVideosOperator) retries the 404 until "
@@ -385,7 +385,7 @@ FAULTS: tuple[Fault, ...] = (
         3,
         ("Could not connect to ModelsLab", "Connection to ModelsLab failed"),
         runner=SIM_RESTART,
-        note="killed after the job's 1st fetch, down for 3 s, restarted on the same port with its "
+        note="killed after the job's 1st fetch, down for 5 s, restarted on the same port with its "
         "jobs; 1 fetch before, 2 after",
     ),
     Fault(
@@ -573,10 +573,12 @@ def render() -> str:
         )
     total = len(cells())
     survived = sum(1 for _, f, _ in cells() if FAULT[f].outcome == "success")
+    retryable = sum(1 for _, f, _ in cells() if FAULT[f].outcome == "failed" and FAULT[f].retryable)
     foot = [
         "",
         f"{len(FAULTS)} rows, {total} cells: {survived} end in success despite the fault, "
-        f"{total - survived} fail at once with the API's message (no retry).",
+        f"{total - survived - retryable} fail at once with the API's message (no retry), {retryable} end "
+        "at the try's deadline with a retryable error.",
         "",
     ]
     return "\n".join(head + lines + foot)
