@@ -41,22 +41,22 @@ from modelslab_provider.client.errors import (
 )
 from modelslab_provider.events import failure
 from modelslab_provider.jobs import outcomes, waits
+from modelslab_provider.jobs.keys import (
+    XCOM_API_VERSION,
+    XCOM_BATCH_IDS,
+    XCOM_ETA,
+    XCOM_FETCH_URL,
+    XCOM_REQUEST_ID,
+    XCOM_REQUEST_IDS,
+    XCOM_RESULTS,
+    XCOM_TRACK_ID,
+)
 from modelslab_provider.jobs.store import RecordStore, record_store
 
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
 
     from modelslab_provider.jobs.waits import JobOperator
-
-# XCom keys of the record of a job's submissions (``return_value`` holds the outputs)
-XCOM_REQUEST_ID = "request_id"
-XCOM_TRACK_ID = "track_id"
-XCOM_API_VERSION = "api_version"
-XCOM_FETCH_URL = "fetch_url"
-XCOM_ETA = "eta"
-XCOM_BATCH_IDS = "batch_ids"
-XCOM_REQUEST_IDS = "request_ids"
-XCOM_RESULTS = "results"
 
 
 @dataclass(frozen=True)
@@ -229,7 +229,7 @@ class PaidJob:
     def _fetch_once(self, job: Mapping[str, Any]) -> tuple[list[EntryResult], VideoResult | None]:
         if job["kind"] == "batch":
             return self.hook.client.fetch_job(job, deadline=self.deadline), None
-        result = self.hook.fetch(
+        result = self.hook.client.fetch(
             job["id"], job.get("api_version") or "v6", job.get("fetch_url"), deadline=self.deadline
         )
         return [entry_from_single(result, job.get("track_id"))], result
@@ -261,7 +261,7 @@ class PaidJob:
 
         try:
             if planned.kind == "batch":
-                submitted = self.hook.submit_batch(
+                submitted = self.hook.client.submit_batch(
                     planned.body,
                     what=planned.what,
                     deadline=self.deadline,
@@ -270,7 +270,7 @@ class PaidJob:
                 )
                 job = planned.job(submitted.batch_id, submitted_at=time.time())
             else:
-                request, result = self.hook.submit_request(
+                request, result = self.hook.client.submit_request(
                     planned.endpoint,
                     planned.body,
                     track_id=planned.track_ids[0],

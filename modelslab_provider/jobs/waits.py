@@ -26,7 +26,6 @@ from modelslab_provider.jobs import outcomes
 if TYPE_CHECKING:
     from modelslab_provider.client.policy import PollPolicy
     from modelslab_provider.hooks.modelslab import ModelsLabHook
-    from modelslab_provider.jobs.engine import PaidJob
 
 __all__ = ["InputResult", "JobOperator", "defer_wait", "read_event", "wait_here"]
 
@@ -53,6 +52,24 @@ class JobOperator(Protocol):
     def defer(
         self, *, trigger: Any, method_name: str, kwargs: Any = None, timeout: Any = None
     ) -> NoReturn: ...
+
+
+class PaidJob(Protocol):
+    """What a wait reads of the job it waits for (:class:`~modelslab_provider.jobs.engine.PaidJob`)."""
+
+    op: JobOperator
+    spec: Any  # JobSpec: ``video``, ``size_text``
+    jobs: list[dict[str, Any]]
+    finished: dict[str, tuple[EntryResult, ...]]
+    deadline: float
+    limit: str
+
+    @property
+    def remembered(self) -> bool: ...
+
+    def ids_text(self) -> str: ...
+
+    def unexpected(self, event: Any) -> AirflowException: ...
 
 
 def _started_at(job: PaidJob) -> float:
@@ -118,7 +135,7 @@ def wait_here(job: PaidJob) -> tuple[Finished, Mapping[str, Any] | None]:
                 f"{max(job.deadline - time.time(), 0):.0f} s",
                 job.limit,
             )
-            result = op.hook.wait(
+            result = op.hook.client.wait(
                 record["id"],
                 api_version=record.get("api_version") or "v6",
                 fetch_url=record.get("fetch_url"),
@@ -134,7 +151,7 @@ def wait_here(job: PaidJob) -> tuple[Finished, Mapping[str, Any] | None]:
         op.log.info(
             "Waiting for %s in the worker (until the task's %s runs out)", job.spec.size_text, job.limit
         )
-        done = op.hook.wait_batches(
+        done = op.hook.client.wait_batches(
             pending,
             started_at=_started_at(job),
             deadline=job.deadline,

@@ -17,6 +17,11 @@ from airflow.providers.common.compat.sdk import AirflowFailException, AirflowSki
 
 from modelslab_provider.client import batch as core_batch
 from modelslab_provider.client.errors import ModelsLabConfigError
+from modelslab_provider.jobs.keys import (  # noqa: F401  (re-exported: older imports keep working)
+    XCOM_BATCH_IDS,
+    XCOM_REQUEST_IDS,
+    XCOM_RESULTS,
+)
 from modelslab_provider.operators.base import ModelsLabBaseOperator
 from modelslab_provider.operators.video import ModelsLabVideoLink
 from modelslab_provider.operators.video_job import XCOM_VIDEO_URL
@@ -26,9 +31,6 @@ if TYPE_CHECKING:
 
     from modelslab_provider.jobs.engine import JobSpec, Outcome
 
-XCOM_BATCH_IDS = "batch_ids"  # pushed by the engine, with XCOM_REQUEST_IDS
-XCOM_REQUEST_IDS = "request_ids"
-XCOM_RESULTS = "results"  # every input, failed ones included
 
 #: ``task_state_store`` key of the submitted jobs; renaming it breaks in-flight retries
 STATE_KEY = "modelslab_batches"

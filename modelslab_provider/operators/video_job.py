@@ -16,6 +16,13 @@ from modelslab_provider.client.core import SECRET_FIELDS, http_urls, resolve_end
 from modelslab_provider.client.errors import ModelsLabError
 from modelslab_provider.client.submit import make_track_id, prepare_payload
 from modelslab_provider.events import compact_meta, failure
+from modelslab_provider.jobs.keys import (  # noqa: F401  (re-exported: older imports keep working)
+    XCOM_API_VERSION,
+    XCOM_ETA,
+    XCOM_FETCH_URL,
+    XCOM_REQUEST_ID,
+    XCOM_TRACK_ID,
+)
 from modelslab_provider.operators.base import ModelsLabBaseOperator
 
 if TYPE_CHECKING:
@@ -23,12 +30,7 @@ if TYPE_CHECKING:
 
     from modelslab_provider.jobs.engine import JobSpec, Outcome
 
-# XCom keys (``return_value`` holds the list of output URLs)
-XCOM_REQUEST_ID = "request_id"
-XCOM_TRACK_ID = "track_id"
-XCOM_API_VERSION = "api_version"
-XCOM_FETCH_URL = "fetch_url"
-XCOM_ETA = "eta"
+# XCom keys (``return_value`` holds the list of output URLs); the record's keys are the engine's
 XCOM_VIDEO_URL = "video_url"
 XCOM_PROXY_LINKS = "proxy_links"
 XCOM_GENERATION_TIME = "generation_time"

@@ -203,14 +203,14 @@ def test_request_id_is_in_xcom_before_the_first_poll(sim: Simulator) -> None:
     ctx = context()
     op = text_op()
     seen: list[Any] = []
-    real_wait = op.hook.wait
+    real_wait = op.hook.client.wait
 
     def checking_wait(*args: Any, **kwargs: Any) -> Any:
         seen.append(dict(ctx["ti"].xcom))
         assert fetches(sim) == 0
         return real_wait(*args, **kwargs)
 
-    with mock.patch.object(op.hook, "wait", checking_wait):
+    with mock.patch.object(op.hook.client, "wait", checking_wait):
         op.execute(ctx)
     assert seen[0]["request_id"] == ctx["ti"].xcom["request_id"]
     assert "eta" in seen[0]
@@ -565,7 +565,7 @@ def test_unreachable_status_check_reconnects_rather_than_paying_again(sim: Simul
     job = client(sim).submit("text2video", {"prompt": "a cat"})
     op = text_op()
     store = stored_job(job.request_id, op)
-    real_fetch = op.hook.fetch
+    real_fetch = op.hook.client.fetch
     calls: list[str] = []
 
     def flaky(*args: Any, **kwargs: Any) -> Any:
@@ -574,7 +574,7 @@ def test_unreachable_status_check_reconnects_rather_than_paying_again(sim: Simul
             raise ModelsLabTransientError("HTTP 503 with an HTML error page", status_code=503)
         return real_fetch(*args, **kwargs)
 
-    with mock.patch.object(op.hook, "fetch", flaky):
+    with mock.patch.object(op.hook.client, "fetch", flaky):
         assert op.execute(context(store))
     assert calls[0] == job.request_id
     assert submits(sim) == 1
