@@ -536,7 +536,8 @@ def render() -> str:
         "Generated from `tests/integration/reliability/matrix.py` by",
         "`python -m tests.integration.reliability.matrix`; `tests/integration/test_fault_matrix.py`",
         "runs every ticked cell in a real Airflow run against the simulator and asserts the outcome",
-        "and the API calls stated here (and fails if this file is not up to date).",
+        "and the API calls stated here (and fails if this file is not up to date); the triggerer-restart",
+        "row runs under a real scheduler and triggerer (`test_fault_matrix_triggerer.py`).",
         "",
         f"Connection: `timeout: {CLIENT_TIMEOUT}`, `max_retries: {CLIENT_RETRIES}` (one client-level "
         "retry, so a fault on two fetches in a row also reaches the sensor/trigger/operator wait "
