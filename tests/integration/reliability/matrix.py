@@ -396,7 +396,7 @@ FAULTS: tuple[Fault, ...] = (
         (2, 30),
         "Waiting for ModelsLab request",
         message_by_column={
-            "batch_deferred": ("Waiting for ModelsLab batch", "Waiting for 1 ModelsLab job(s)")
+            "batch_deferred": ("Waiting for 1 batch of 3 videos", "Waiting for 1 ModelsLab job(s)")
         },
         runner=TRIGGERER_RESTART,
         columns=DEFERRED,
