@@ -176,7 +176,8 @@ class Decision:
     error: ModelsLabError | None = None
 
 
-#: seconds before a wait's deadline when its last poll is made (time for that fetch to answer)
+#: seconds before a wait's deadline when its last poll is made (time for that fetch to answer), at
+#: most the poll policy's ``min_interval``
 LAST_POLL_LEAD = 1.0
 
 
@@ -187,6 +188,7 @@ class DeadlineWait:
     """
 
     deadline: float | None
+    poll: PollPolicy
 
     def timeout_error(self, now: float) -> ModelsLabTimeoutError:
         raise NotImplementedError
@@ -207,9 +209,11 @@ class DeadlineWait:
         remaining = self._remaining(now)
         if remaining is None:
             return delay
-        if remaining <= LAST_POLL_LEAD:
+        # never more ahead than the policy's shortest pause: a short budget still polls at its pace
+        lead = min(LAST_POLL_LEAD, self.poll.min_interval)
+        if remaining <= lead:
             return None
-        return min(delay, remaining - LAST_POLL_LEAD)
+        return min(delay, remaining - lead)
 
     def _wait(self, now: float, delay: float) -> Decision:
         """Wait ``delay`` seconds, cut before the deadline; fail with the timeout once it is (nearly) past."""

@@ -128,36 +128,30 @@ class PaidJob:
         fingerprints = [self._fingerprint(s) for s in self.spec.submissions]  # before any paid call
         carried = {int(j["number"]): dict(j) for j in jobs or [] if isinstance(j, Mapping)}
         stored = {} if carried else core_job.records_from_store(self.store.load())
-        try:
-            for planned, print_ in zip(self.spec.submissions, fingerprints, strict=True):
-                job = carried.get(planned.number)
-                if job is None and planned.number in stored:
-                    job = self._adopt(planned, stored[planned.number], print_)
-                if job is None:
-                    job = self._submit(planned, print_, queue_attempts)
-                    queue_attempts = 0
-                self.jobs.append(job)
-                self._record()
-            if not self.op.wait_for_completion:
-                self.op.log.info("Not waiting for the videos (wait_for_completion=False)")
-                return Outcome(tuple(self.jobs))
-            if all(str(j["id"]) in self.finished for j in self.jobs):
-                return self._finish(self.finished)
-            if self.op.deferrable:
-                waits.defer_wait(self)
-            return self._finish(*waits.wait_here(self))
-        except AirflowFailException:
-            self.store.clear()
-            raise
+        for planned, print_ in zip(self.spec.submissions, fingerprints, strict=True):
+            job = carried.get(planned.number)
+            if job is None and planned.number in stored:
+                job = self._adopt(planned, stored[planned.number], print_)
+            if job is None:
+                job = self._submit(planned, print_, queue_attempts)
+                queue_attempts = 0
+            self.jobs.append(job)
+            self._record()
+        if not self.op.wait_for_completion:
+            self.op.log.info("Not waiting for the videos (wait_for_completion=False)")
+            return Outcome(tuple(self.jobs))
+        if all(str(j["id"]) in self.finished for j in self.jobs):
+            return self._finish(self.finished)
+        if self.op.deferrable:
+            waits.defer_wait(self)
+        return self._finish(*waits.wait_here(self))
 
     def complete(self, event: Any) -> Outcome:
         """The outcome of a deferred wait, from the trigger's event (which names what it awaited)."""
         self.jobs = _jobs_of(event, self.spec)
-        try:
-            return self._finish(*waits.read_event(self, event))
-        except AirflowFailException:
-            self.store.clear()
-            raise
+        if not self.jobs:
+            raise self.unexpected(event)
+        return self._finish(*waits.read_event(self, event))
 
     def _clock(self, deadline: float | None, limit: str | None, resumed: bool) -> None:
         """The try's one deadline: from its first ``execute`` (when Airflow's own timer starts too).
@@ -375,6 +369,7 @@ class PaidJob:
                     + (" The other videos are in XCom 'results'." if count > 1 else "")
                 )
             self.op.log.warning("%d of %d ModelsLab videos failed: %s", len(failed), count, summary)
+        # kept after a failure: clearing the task then reuses what succeeded instead of paying again
         self.store.clear()
         return Outcome(tuple(self.jobs), tuple(results), details)
 

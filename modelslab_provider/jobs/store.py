@@ -2,11 +2,11 @@
 
 Airflow 3.3+: ``task_state_store`` (scoped to the task instance, kept across tries). Below 3.3
 there is no such store, so the record goes to an Airflow Variable named after the task
-instance, written after each paid submit and deleted when the task ends (success, or a failure a
-retry cannot fix). A Variable survives a worker crash and a timeout, which is what a retry needs;
-it is visible under Admin > Variables while the task runs (ids and fingerprints only, never the
-key), and one is left behind only when a try dies and the task is never run again. Nothing read
-back is trusted: each stored submission is checked against the server before it is adopted.
+instance, written after each paid submit and deleted when the task succeeds. A Variable survives
+a worker crash, a timeout and a failure, which is what a retry or a clear needs to reuse what was
+paid for; it is visible under Admin > Variables (ids and fingerprints only, never the key), and
+one stays behind for a task that failed and is never run again. Nothing read back is trusted:
+each stored submission is checked against the server before it is adopted.
 """
 
 from __future__ import annotations
@@ -63,7 +63,7 @@ class TaskStateStore(RecordStore):
 
 
 class VariableStore(RecordStore):
-    """An Airflow Variable per task instance (below 3.3), deleted when the task ends."""
+    """An Airflow Variable per task instance (below 3.3), deleted when the task succeeds."""
 
     durable = True
     where = "an Airflow Variable"
@@ -88,7 +88,7 @@ class VariableStore(RecordStore):
             Variable.set(
                 self.key,
                 value,
-                description="ModelsLab ids paid for by this task instance (no key); removed when it ends",
+                description="ModelsLab ids paid for by this task instance (no key); removed when it succeeds",
                 serialize_json=True,
             )
         except Exception:

@@ -96,13 +96,19 @@ def test_below_3_3_a_retry_reconnects_through_a_variable_that_ends_with_the_task
     assert below_3_3.data == {}  # removed when the task ended
 
 
-def test_below_3_3_a_final_failure_removes_the_variable(sim: Simulator, below_3_3: FakeVariables) -> None:
-    inputs = prompts(3)
-    inputs[1] = "shot 1 [sim:duration=0.2 outcome=failed]"
+def test_below_3_3_a_failed_task_keeps_its_variable_for_a_clear(
+    sim: Simulator, below_3_3: FakeVariables
+) -> None:
+    """A clear after a partly failed batch task reuses the batches that succeeded (one POST each)."""
+    inputs = [*prompts(4), "shot 4 [sim:duration=0.2 outcome=failed]", *prompts(16)]
     op = ModelsLabVideoBatchOperator(task_id="generate", model_id="wan2.2", prompts=inputs, **FAST)
-    with pytest.raises(AirflowFailException):
+    with pytest.raises(AirflowFailException, match="input 4"):
         op.execute(old_line_context())
-    assert below_3_3.data == {}
+    assert below_3_3.data  # kept: the clear below needs it
+    assert len(accepted(sim, BATCH)) == 2  # 21 inputs: batches of 11 and 10
+    with pytest.raises(AirflowFailException, match="input 4"):
+        op.execute(old_line_context())  # the clear: the failed batch again, the good one reused
+    assert len(accepted(sim, BATCH)) == 3
 
 
 def test_below_3_3_an_unwritable_variable_never_fails_a_paid_try(
