@@ -68,3 +68,39 @@ def test_check_pins_tells_installed_from_pinned(tmp_path: Path, capsys: pytest.C
 
 def test_the_distribution_version_is_the_package_version() -> None:
     assert version("airflow-provider-modelslab") == modelslab_provider.__version__
+
+
+def _check_metadata() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("check_metadata", REPO / "scripts" / "check_metadata.py")
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_installed_metadata_has_the_classifiers_and_urls_the_wheel_check_asks_for() -> None:
+    """The METADATA pip wrote from pyproject.toml passes the built-wheel step's check (issue 25)."""
+    from importlib.metadata import distribution
+
+    dist = distribution("airflow-provider-modelslab")
+    # METADATA in site-packages; PKG-INFO when the checkout's editable *.egg-info is found first
+    metadata = dist.read_text("METADATA") or dist.read_text("PKG-INFO")
+    assert metadata is not None
+    assert _check_metadata().missing_metadata(metadata) == []
+
+
+def test_the_metadata_check_names_what_is_missing() -> None:
+    metadata = (
+        "Metadata-Version: 2.4\nName: x\nClassifier: Topic :: Multimedia :: Video\n"
+        "Project-URL: Source, https://example.invalid/src\n"
+    )
+    missing = _check_metadata().missing_metadata(metadata)
+    assert "classifier Development Status ::..." in missing
+    assert "classifier Intended Audience ::..." in missing
+    assert "classifier Topic ::..." not in missing
+    assert "Project-URL Documentation" in missing
+    assert "Project-URL Changelog" in missing
+    assert "Project-URL Issues" in missing
+    assert "Project-URL Source" not in missing
+    assert "License-Expression" in missing
