@@ -42,7 +42,7 @@ autoapi_root = "api"
 autoapi_ignore = ["*/simulator/*", "*/version_compat.py"]
 autoapi_options = ["members", "undoc-members", "show-inheritance", "show-module-summary", "imported-members"]
 autoapi_member_order = "groupwise"
-autoapi_keep_files = True
+autoapi_keep_files = False
 autoapi_add_toctree_entry = False
 autodoc_typehints = "description"
 # -n (nitpicky) checks every cross-reference. Without intersphinx (the build must not need the
