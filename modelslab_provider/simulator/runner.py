@@ -77,6 +77,13 @@ class Simulator:
             loop.run_forever()
         finally:
             loop.run_until_complete(self._server.close())
+            # handlers whose client already left (a slow answer it gave up on) outlive the server's
+            # shutdown: end them before closing the loop, as asyncio.run does
+            leftovers = asyncio.all_tasks(loop)
+            for task in leftovers:
+                task.cancel()
+            loop.run_until_complete(asyncio.gather(*leftovers, return_exceptions=True))
+            loop.run_until_complete(loop.shutdown_asyncgens())
             loop.close()
 
     def stop(self) -> None:
