@@ -80,3 +80,29 @@ def test_the_readme_dag_builds_with_the_classes_and_wiring_it_shows(tmp_path: Pa
     assert generate.deferrable is True
     assert store.upstream_task_ids == {"generate"}  # urls=generate.output sets the dependency
     assert store.destination.startswith("file:///")
+
+
+def makefile_airflow_version() -> str:
+    match = re.search(r"^AIRFLOW_VERSION \?= (\S+)$", (REPO / "Makefile").read_text(), re.M)
+    assert match
+    return match.group(1)
+
+
+def test_the_install_and_image_snippets_pin_the_airflow_release_the_tests_run() -> None:
+    version = makefile_airflow_version()
+    install = (REPO / "docs" / "snippets" / "install.sh").read_text()
+    assert f"\nAIRFLOW_VERSION={version}\n" in install
+    assert "pip install airflow-provider-modelslab" in install
+    dockerfile = (REPO / "docs" / "snippets" / "Dockerfile").read_text()
+    assert f"FROM apache/airflow:{version}-python3.11\n" in dockerfile  # the image's Python, named
+    assert f'"apache-airflow=={version}"' in dockerfile
+    assert f"constraints-{version}/constraints-3.11.txt" in dockerfile  # constraints of that Python
+
+
+def test_the_helm_values_snippet_parses_with_two_triggerers() -> None:
+    import yaml
+
+    values = yaml.safe_load((REPO / "docs" / "snippets" / "values.yaml").read_text())
+    assert values["triggerer"]["replicas"] == 2
+    assert values["executor"] == "CeleryExecutor"
+    assert values["images"]["airflow"]["tag"].startswith(makefile_airflow_version())
