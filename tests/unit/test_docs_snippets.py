@@ -106,3 +106,12 @@ def test_the_helm_values_snippet_parses_with_two_triggerers() -> None:
     assert values["triggerer"]["replicas"] == 2
     assert values["executor"] == "CeleryExecutor"
     assert values["images"]["airflow"]["tag"].startswith(makefile_airflow_version())
+
+
+def test_no_page_pastes_python_code() -> None:
+    """Python on the docs pages comes from files the tests run (``literalinclude``), never pasted."""
+    pasted = {
+        page.name: len(re.findall(r"^```(?:python|py|pycon)\s*$", page.read_text(), re.M))
+        for page in sorted((REPO / "docs").glob("*.md"))
+    }
+    assert {name: n for name, n in pasted.items() if n} == {}
