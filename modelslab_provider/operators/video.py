@@ -113,23 +113,13 @@ _TYPED_FIELDS = (
 class _TypedVideoOperator(ModelsLabVideoOperator):
     """The typed arguments the text and image operators share; the payload is built from them."""
 
+    # every argument that shapes the request (tests/unit/test_template_fields.py: the others say why not)
     template_fields: Sequence[str] = (
         "endpoint",
         "modelslab_conn_id",
         "prompt",
-        "negative_prompt",
-        "model_id",
         "init_image",
-        "init_audio",
-        "duration",
-        "aspect_ratio",
-        "resolution",
-        "generate_audio",
-        "width",
-        "height",
-        "num_frames",
-        "fps",
-        "seed",
+        *_TYPED_FIELDS,
         "output_type",
         "parameters",
     )

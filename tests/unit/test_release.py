@@ -15,13 +15,18 @@ import modelslab_provider
 REPO = Path(__file__).resolve().parents[2]
 
 
-def _min_constraints() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("min_constraints", REPO / "scripts" / "min_constraints.py")
+def _script(name: str) -> ModuleType:
+    """``scripts/<name>.py`` as a module (scripts/ is not a package)."""
+    spec = importlib.util.spec_from_file_location(name, REPO / "scripts" / f"{name}.py")
     assert spec is not None
     assert spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def _min_constraints() -> ModuleType:
+    return _script("min_constraints")
 
 
 def test_every_runtime_dependency_but_airflow_gets_its_floor_pinned() -> None:
@@ -71,12 +76,7 @@ def test_the_distribution_version_is_the_package_version() -> None:
 
 
 def _check_metadata() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("check_metadata", REPO / "scripts" / "check_metadata.py")
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return _script("check_metadata")
 
 
 def test_installed_metadata_has_the_classifiers_and_urls_the_wheel_check_asks_for() -> None:
