@@ -31,7 +31,7 @@ INSTALL_INPUTS := pyproject.toml $(wildcard setup.cfg) $(CONSTRAINTS)
 # empty selection can never pass silently. -rfEs lists failures, errors and skip reasons at the end.
 PYTEST := $(BIN)/python -m pytest -rfEs
 
-.PHONY: help venv venv-test demo test test-fast test-distributed lint bench fuzz dist-check min-constraints check-pins clean distclean
+.PHONY: help venv venv-test demo test test-fast test-distributed system-test lint docs bench fuzz dist-check min-constraints check-pins clean distclean
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_.-]+:.*## / {printf "  make %-16s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -60,7 +60,7 @@ $(VENV)/.extra-%: $(BASE_STAMP)
 	$(PIP) -e '.[$*]' 'apache-airflow==$(AIRFLOW_VERSION)'
 	@touch $@
 
-venv: $(BASE_STAMP) $(call extra,test) $(call extra,dev) $(call extra,ui) $(call extra,bench) ## create the venv (VENV, default .venv): Airflow, the package (editable) and every extra
+venv: $(BASE_STAMP) $(call extra,test) $(call extra,dev) $(call extra,ui) $(call extra,bench) $(call extra,docs) ## create the venv (VENV, default .venv): Airflow, the package (editable) and every extra
 
 venv-test: $(call extra,test) ## a venv with only the package, Airflow and the test extra (for other Python or Airflow lines)
 
@@ -94,6 +94,24 @@ $(DIST_STAMP): $(call extra,test)
 
 test-distributed: $(DIST_STAMP) ## PostgreSQL + Redis + CeleryExecutor + two triggerers (as root; tests/distributed)
 	$(PYTEST) -m distributed $(PYTEST_ARGS) tests/distributed
+
+# The documentation site: Markdown pages (myst-parser) and the API reference (sphinx-autoapi), HTML
+# into build/docs. -W --keep-going: every warning (a broken link or anchor, a missing include, a
+# page outside the toctree) fails the build, and all of them are listed; -n: so does a reference
+# to a name that does not resolve. No network (no intersphinx).
+docs: $(call extra,docs) ## build the documentation site into build/docs (any warning fails it)
+	@rm -rf build/docs build/docs-doctrees
+	$(BIN)/sphinx-build -q -W --keep-going -n -b html -d build/docs-doctrees docs build/docs
+	@echo "docs: open build/docs/index.html"
+
+# tests/system: DAGs against the real ModelsLab API (they spend credits). Without MODELSLAB_API_KEY
+# it says so in one line and exits 0; MODELSLAB_SYSTEM_BATCH=1 adds the batch of 3. Never in .ci/run.
+system-test: $(call extra,test) ## the real-API DAGs of tests/system (needs MODELSLAB_API_KEY; spends credits)
+	@if [ -z "$${MODELSLAB_API_KEY:-}" ]; then \
+		echo "make system-test: MODELSLAB_API_KEY is not set, so nothing ran (tests/system spends real credits)"; \
+	else \
+		$(PYTEST) -p no:cacheprovider $(PYTEST_ARGS) tests/system; \
+	fi
 
 # HYPOTHESIS_PROFILE=deep multiplies the examples (tests/conftest.py fails the run under 10,000 responses)
 fuzz: $(call extra,test) ## the response fuzzing in its deep profile (>= 10,000 generated responses)

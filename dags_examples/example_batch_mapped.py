@@ -45,6 +45,7 @@ with DAG(
         """The prompts to fan out over (a task, so they can come from the run's config)."""
         return list(context["params"]["prompts"])
 
+    # [START mapped]
     generate = ModelsLabTextToVideoOperator.partial(
         task_id="generate",
         deferrable=True,
@@ -58,6 +59,7 @@ with DAG(
         # the request id of the generate instance with the same map index
         request_id="{{ ti.xcom_pull(task_ids='generate', key='request_id', map_indexes=ti.map_index) }}",
     ).expand(urls=generate.output)
+    # [END mapped]
 
     @task
     def summarise(stored: Iterable[list[str]]) -> dict[str, Any]:

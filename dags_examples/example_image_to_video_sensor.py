@@ -36,13 +36,16 @@ with DAG(
         "destination": Param(f"file://{VIDEO_FOLDER}/", type="string"),
     },
 ):
+    # [START image_to_video]
     submit = ModelsLabImageToVideoOperator(
         task_id="submit",
         init_image="{{ params.image_url }}",
         prompt="{{ params.prompt }}",
         wait_for_completion=False,  # submit only; XCom request_id is all it returns
     )
+    # [END image_to_video]
 
+    # [START sensor]
     wait = VideoFetchSensor(
         task_id="wait",
         request_id="{{ ti.xcom_pull(task_ids='submit', key='request_id') }}",
@@ -51,6 +54,7 @@ with DAG(
         poke_interval=10,  # seconds; each poke starts a new worker process: use 60+ for long jobs
         timeout=timedelta(hours=1),  # fails the sensor (no retry) if the video is not ready by then
     )
+    # [END sensor]
 
     store = ModelsLabStoreVideosOperator(
         task_id="store",

@@ -33,6 +33,7 @@ with DAG(
         "destination": Param(f"file://{VIDEO_FOLDER}/external/", type="string"),
     },
 ):
+    # [START sensor_external]
     wait = VideoFetchSensor(
         task_id="wait",
         request_id="{{ params.request_id }}",
@@ -40,6 +41,7 @@ with DAG(
         deferrable=True,
         timeout=6 * 3600,  # seconds; then the sensor fails without retry
     )
+    # [END sensor_external]
 
     ModelsLabStoreVideosOperator(
         task_id="store",

@@ -36,6 +36,7 @@ with DAG(
         "destination": Param(f"file://{VIDEO_FOLDER}/", type="string"),
     },
 ):
+    # [START text_to_video]
     generate = ModelsLabTextToVideoOperator(
         task_id="generate",
         prompt="{{ params.prompt }}",
@@ -43,7 +44,9 @@ with DAG(
         poll_interval=5,  # polls follow the API's ETA; this is only the shortest pause
         timeout=1800,  # seconds for this try: queue waits plus rendering
     )
+    # [END text_to_video]
 
+    # [START store]
     store = ModelsLabStoreVideosOperator(
         task_id="store",
         urls=generate.output,  # the list of output URLs (also sets the dependency)
@@ -53,3 +56,4 @@ with DAG(
         # 127.0.0.1 are fetched because it is the modelslab_default connection's own Base URL
         request_id="{{ ti.xcom_pull(task_ids='generate', key='request_id') }}",
     )
+    # [END store]

@@ -50,6 +50,7 @@ with DAG(
         assert params is not None
         return [str(url) for url in params["images"]]
 
+    # [START v7_image_list]
     generate = ModelsLabImageToVideoOperator(
         task_id="generate",
         api_version="v7",
@@ -62,6 +63,7 @@ with DAG(
         poll_interval=5,
         timeout=1800,
     )
+    # [END v7_image_list]
 
     store = ModelsLabStoreVideosOperator(
         task_id="store",

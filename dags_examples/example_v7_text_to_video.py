@@ -40,6 +40,7 @@ with DAG(
         "destination": Param(f"file://{VIDEO_FOLDER}/", type="string"),
     },
 ):
+    # [START v7_text_to_video]
     generate = ModelsLabTextToVideoOperator(
         task_id="generate",
         api_version="v7",
@@ -52,6 +53,7 @@ with DAG(
         poll_interval=5,
         timeout=1800,
     )
+    # [END v7_text_to_video]
 
     store = ModelsLabStoreVideosOperator(
         task_id="store",

@@ -50,6 +50,7 @@ with DAG(
         """The prompts (a task, so they can come from the run's config, a table or a file)."""
         return list(context["params"]["prompts"])
 
+    # [START video_batch]
     generate = ModelsLabVideoBatchOperator(
         task_id="generate",
         model_id="wan2.2",
@@ -66,6 +67,7 @@ with DAG(
         # the request id of input ``map_index``: file names stay unique across the batch
         request_id=("{{ ti.xcom_pull(task_ids='generate', key='results')[ti.map_index]['request_id'] }}"),
     ).expand(urls=generate.output)
+    # [END video_batch]
 
     @task
     def summarise(stored: Iterable[list[str]], **context: Any) -> dict[str, Any]:

@@ -4,8 +4,9 @@
 #   scripts/check_dist.sh [TOOLS_PYTHON]
 #
 # 1. builds the sdist, and the wheel from that sdist (python -m build), into dist/;
-# 2. `twine check --strict` on both, and checks that LICENSE, py.typed and the simulator's sample
-#    video are inside;
+# 2. `twine check --strict` on both, checks that LICENSE, py.typed and the simulator's sample
+#    video are inside, and that the wheel's METADATA has the classifiers and project URLs
+#    (scripts/check_metadata.py);
 # 3. installs the BUILT WHEEL (no source checkout on sys.path) into a fresh venv with only its
 #    runtime dependencies plus apache-airflow==$AIRFLOW_VERSION;
 # 4. from a folder outside the repository: `airflow providers get airflow-provider-modelslab`,
@@ -76,6 +77,8 @@ if missing:
     sys.exit("[dist-check] FAILED: missing from the distributions: " + ", ".join(missing))
 print(f"[dist-check] wheel has LICENSE, py.typed, the sample video, the entry point; sdist has LICENSE")
 EOF
+# PyPI's sidebar and search: classifier groups and project URLs (Documentation, Changelog, ...)
+"$TOOLS_PYTHON" scripts/check_metadata.py "$wheel"
 
 # ------------------------------------------------------------------ fresh venv from the wheel
 say "fresh venv $DIST_VENV ($("$DIST_PYTHON" -V 2>&1)): the wheel + apache-airflow==$AIRFLOW_VERSION"

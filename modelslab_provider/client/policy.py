@@ -289,7 +289,7 @@ class WaitTracker(DeadlineWait):
         raise error
 
     def describe(self, result: VideoResult, now: float, next_delay: float | None = None) -> tuple[Any, ...]:
-        """A log call's arguments (format, *args) for a running result: one wording for every wait."""
+        """A log call's arguments (format, ``*args``) for a running result: one wording for every wait."""
         if result.awaiting_links:
             state = "status success but no output URL yet (%d of %d empty successes allowed)"
             args: tuple[Any, ...] = (self.empty_success_polls, self.poll.max_empty_success_polls)

@@ -135,13 +135,8 @@ class ModelsLabHook(BaseHook):
             raise AirflowNotFoundException(missing_connection_message(self.modelslab_conn_id)) from exc
         settings = settings_from_connection(conn, conn.extra_dejson)
         _mask(settings.api_key)
-        if (port := unused_port(conn, settings.base_url)) is not None:
-            self.log.warning(
-                "Connection %s: the Port field (%s) is not used; the Base URL's address %s wins.",
-                self.modelslab_conn_id,
-                port,
-                settings.base_url,
-            )
+        # a Port beside a Base URL with its own port (443, as the form's label asks) is said once,
+        # in the Test button's message (test_connection), not in every task's log
         return settings
 
     async def aget_client_settings(self) -> ClientSettings:

@@ -149,9 +149,10 @@ class PaidJob:
     def complete(self, event: Any) -> Outcome:
         """The outcome of a deferred wait, from the trigger's event (which names what it awaited)."""
         self.jobs = _jobs_of(event, self.spec)
+        finished, details = waits.read_event(self, event)  # a failure, timeout or odd event raises here
         if not self.jobs:
             raise self.unexpected(event)
-        return self._finish(*waits.read_event(self, event))
+        return self._finish(finished, details)
 
     def _clock(self, deadline: float | None, limit: str | None, resumed: bool) -> None:
         """The try's one deadline: from its first ``execute`` (when Airflow's own timer starts too).

@@ -217,6 +217,8 @@ def read_event(job: PaidJob, event: Any) -> tuple[Finished, Mapping[str, Any] | 
         urls = urls_from_event(dict(event), conn_id=job.op.modelslab_conn_id)
         given = event.get("details")
         details: Mapping[str, Any] = given if isinstance(given, Mapping) else {}
+        if not job.jobs:
+            raise job.unexpected(event)
         record = job.jobs[0]
         entry = EntryResult(0, Status.DONE, "success", record.get("track_id"), str(record["id"]), tuple(urls))
         return {str(record["id"]): (entry,)}, {

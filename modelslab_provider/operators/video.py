@@ -112,17 +112,14 @@ _TYPED_FIELDS = (
 class _TypedVideoOperator(ModelsLabVideoOperator):
     """The typed arguments the text and image operators share; the payload is built from them."""
 
+    # every argument that shapes the request (tests/unit/test_template_fields.py: the others say why not)
     template_fields: Sequence[str] = (
         "endpoint",
         "modelslab_conn_id",
         "prompt",
-        "negative_prompt",
-        "model_id",
         "init_image",
-        "init_audio",
-        "duration",
-        "aspect_ratio",
-        "resolution",
+        *_TYPED_FIELDS,
+        "output_type",
         "parameters",
     )
     template_fields_renderers: ClassVar[dict[str, str]] = {"parameters": "json"}
@@ -194,10 +191,11 @@ class ModelsLabTextToVideoOperator(_TypedVideoOperator):
         documented default); v7 requires it and fails at once without it.
     :param negative_prompt: what to avoid (templated).
     :param duration, aspect_ratio, resolution, generate_audio, init_audio, init_image: v7 model
-        fields (``init_image`` one URL or a list); each sent only when set. An int ``duration``
+        fields (templated; ``init_image`` one URL or a list); each sent only when set. An int ``duration``
         goes to v7 as a string, as the model pages send it.
-    :param width, height, num_frames, fps, seed: v6 generation settings; sent only when set.
-    :param output_type: v6 sends ``mp4`` unless given (the API's own default is ``gif``); None
+    :param width, height, num_frames, fps, seed: v6 generation settings (templated: with
+        ``render_template_as_native_obj=True`` a ``{{ params.fps }}`` stays a number); sent only when set.
+    :param output_type: (templated) v6 sends ``mp4`` unless given (the API's own default is ``gif``); None
         leaves it out. v7 sends it only when given.
     :param parameters: any other API parameters (templated), merged last, so they win.
 
@@ -230,9 +228,10 @@ class ModelsLabImageToVideoOperator(_TypedVideoOperator):
     :param api_version: ``v6`` (default: ``img2video``) or ``v7`` (``image-to-video``).
     :param endpoint: instead of ``api_version``: ``img2video``, ``img2video_ultra`` or
         ``v7/image-to-video``.
-    :param model_id, negative_prompt, duration, aspect_ratio, resolution, generate_audio,
-        init_audio, width, height, num_frames, fps, seed, output_type, parameters: as on
-        :class:`ModelsLabTextToVideoOperator`.
+
+    ``model_id``, ``negative_prompt``, ``duration``, ``aspect_ratio``, ``resolution``,
+    ``generate_audio``, ``init_audio``, ``width``, ``height``, ``num_frames``, ``fps``, ``seed``,
+    ``output_type`` and ``parameters`` are as on :class:`ModelsLabTextToVideoOperator`.
     """
 
     default_endpoints: ClassVar[dict[str, str]] = {"v6": "img2video", "v7": "image-to-video"}

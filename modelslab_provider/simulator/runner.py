@@ -77,6 +77,10 @@ class Simulator:
             loop.run_forever()
         finally:
             loop.run_until_complete(self._server.close())
+            # handlers whose client already left (a slow answer it gave up on) outlive the server's
+            # shutdown: end them before closing the loop, as asyncio.run does
+            loop.run_until_complete(_cancel_all(asyncio.all_tasks(loop)))
+            loop.run_until_complete(loop.shutdown_asyncgens())
             loop.close()
 
     def stop(self) -> None:
@@ -153,3 +157,12 @@ class Simulator:
     def fail(self, job_id: int | str) -> bool:
         """Force a job to fail now."""
         return self._call(lambda: self.state.force(str(job_id), "failed"))
+
+
+async def _cancel_all(tasks: set[Any]) -> None:
+    """Cancel ``tasks`` and wait until each has ended (runs on the loop that owns them)."""
+    import asyncio
+
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)

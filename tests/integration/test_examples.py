@@ -25,6 +25,7 @@ EXPECTED_DAG_IDS = {
     "example_modelslab_v7_text_to_video": "example_v7_text_to_video.py",
     "example_modelslab_v7_image_list": "example_v7_image_list.py",
     "example_modelslab_video_batch": "example_video_batch.py",
+    "example_modelslab_video_endpoint": "example_video_endpoint.py",
 }
 SAMPLE = resources.files("modelslab_provider.simulator").joinpath("data", "sample.mp4").read_bytes()
 
@@ -259,3 +260,26 @@ def test_video_batch(sim: Simulator, airflow_home: Path, tmp_path: Path) -> None
         stored += uris
     summary = result.xcom("summarise")
     assert summary == {"videos": 4, "bytes": 4 * len(SAMPLE), "uris": stored, "refunded": 0}
+
+
+def test_video_endpoint(sim: Simulator, airflow_home: Path, tmp_path: Path) -> None:
+    """ModelsLabVideoOperator sends its payload unchanged to the endpoint it names."""
+    dest = tmp_path / "ultra"
+    dag_id = "example_modelslab_video_endpoint"
+    result = run_example(
+        airflow_home,
+        sim,
+        dag_id,
+        {"prompt": "a lighthouse [sim:duration=1 eta=1]", "destination": f"file://{dest}/"},
+    )
+    result.assert_state("ultra", "success")
+    result.assert_state("store", "success")
+    request_id = result.xcom("ultra", "request_id")
+    body = _submitted_body(sim, request_id, "/api/v6/video/text2video_ultra")
+    assert {k: body[k] for k in ("prompt", "model_id", "resolution", "portrait")} == {
+        "prompt": "a lighthouse [sim:duration=1 eta=1]",
+        "model_id": "wan2.2",
+        "resolution": 480,
+        "portrait": False,
+    }
+    assert_stored(result.xcom("store"), dest, request_id)

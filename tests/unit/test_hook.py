@@ -261,6 +261,18 @@ def test_a_base_url_port_wins_over_the_port_field_and_test_says_so(
     assert ModelsLabHook(CONN_ID).get_client_settings().base_url == "https://modelslab.com"
 
 
+def test_a_port_typed_as_the_form_asks_logs_no_warning_in_tasks(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Port 443 (the form's label asks for it) beside a Base URL with its own port: the Test message
+    says it is unused (above); tasks, which read the connection on every run, stay quiet (issue 25)."""
+    set_json(monkeypatch, password=KEY, host="http://127.0.0.1:8765", port=443)
+    capsys.readouterr()
+    assert ModelsLabHook(CONN_ID).get_client_settings().base_url == "http://127.0.0.1:8765"
+    logged = capsys.readouterr()
+    assert "Port field" not in logged.out + logged.err
+
+
 def test_a_failed_test_names_the_address_it_tried(monkeypatch: pytest.MonkeyPatch) -> None:
     set_json(monkeypatch, password=KEY, host="http://127.0.0.1:9", port=443, extra={"max_retries": 1})
     ok, message = ModelsLabHook(CONN_ID).test_connection()

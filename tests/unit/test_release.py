@@ -15,13 +15,18 @@ import modelslab_provider
 REPO = Path(__file__).resolve().parents[2]
 
 
-def _min_constraints() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("min_constraints", REPO / "scripts" / "min_constraints.py")
+def _script(name: str) -> ModuleType:
+    """``scripts/<name>.py`` as a module (scripts/ is not a package)."""
+    spec = importlib.util.spec_from_file_location(name, REPO / "scripts" / f"{name}.py")
     assert spec is not None
     assert spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def _min_constraints() -> ModuleType:
+    return _script("min_constraints")
 
 
 def test_every_runtime_dependency_but_airflow_gets_its_floor_pinned() -> None:
@@ -68,3 +73,34 @@ def test_check_pins_tells_installed_from_pinned(tmp_path: Path, capsys: pytest.C
 
 def test_the_distribution_version_is_the_package_version() -> None:
     assert version("airflow-provider-modelslab") == modelslab_provider.__version__
+
+
+def _check_metadata() -> ModuleType:
+    return _script("check_metadata")
+
+
+def test_installed_metadata_has_the_classifiers_and_urls_the_wheel_check_asks_for() -> None:
+    """The METADATA pip wrote from pyproject.toml passes the built-wheel step's check (issue 25)."""
+    from importlib.metadata import distribution
+
+    dist = distribution("airflow-provider-modelslab")
+    # METADATA in site-packages; PKG-INFO when the checkout's editable *.egg-info is found first
+    metadata = dist.read_text("METADATA") or dist.read_text("PKG-INFO")
+    assert metadata is not None
+    assert _check_metadata().missing_metadata(metadata) == []
+
+
+def test_the_metadata_check_names_what_is_missing() -> None:
+    metadata = (
+        "Metadata-Version: 2.4\nName: x\nClassifier: Topic :: Multimedia :: Video\n"
+        "Project-URL: Source, https://example.invalid/src\n"
+    )
+    missing = _check_metadata().missing_metadata(metadata)
+    assert "classifier Development Status ::..." in missing
+    assert "classifier Intended Audience ::..." in missing
+    assert "classifier Topic ::..." not in missing
+    assert "Project-URL Documentation" in missing
+    assert "Project-URL Changelog" in missing
+    assert "Project-URL Issues" in missing
+    assert "Project-URL Source" not in missing
+    assert "License-Expression" in missing

@@ -32,7 +32,7 @@ with DAG(
     tags=["test"],
     default_args={"retry_delay": timedelta(0)},
 ):
-    ModelsLabVideoBatchOperator(
+    deferred_timeout = ModelsLabVideoBatchOperator(
         task_id="batch_deferred_timeout",
         model_id="wan2.2",
         prompts=[f"never {i} {TAG} [sim:outcome=never eta=1]" for i in range(3)],
@@ -41,8 +41,9 @@ with DAG(
         poll_interval=2,
         max_poll_interval=2,
         retries=0,
+        trigger_rule="all_done",
     )
-    ModelsLabVideoBatchOperator(
+    retried = ModelsLabVideoBatchOperator(
         task_id="batch_retry_after_timeout",
         model_id="wan2.2",
         prompts=[f"slow {i} {TAG} [sim:duration=14 eta=60]" for i in range(3)],
@@ -50,6 +51,7 @@ with DAG(
         poll_interval=1,
         max_poll_interval=30,
         retries=2,
+        trigger_rule="all_done",
     )
     videos = ModelsLabVideoBatchOperator(
         task_id="videos",
@@ -65,6 +67,8 @@ with DAG(
         max_poll_interval=1,
         retries=0,
     )
-    ModelsLabStoreVideosOperator.partial(
+    store = ModelsLabStoreVideosOperator.partial(
         task_id="store", destination=f"file://{STORE_DIR}/", retries=0
     ).expand(urls=videos.output)
+    # one after the other, the longest last (``dags test`` runs one task at a time anyway)
+    store >> retried >> deferred_timeout
