@@ -110,13 +110,15 @@ with DAG(
         **FAST,
     )
     ok_id = submit.override(task_id="submit_ok")("duration=6")
+    # [START sensor_start]
     sensor_start = VideoFetchSensor(
         task_id="sensor_start",
-        request_id=ok_id,
+        request_id=ok_id,  # an upstream task's output: rendered in the triggerer (Airflow 3.3+)
         start_from_trigger=True,
         timeout=120,
         poll_policy=SENSOR_POLLS,
     )
+    # [END sensor_start]
     sensor_deferred = VideoFetchSensor(
         task_id="sensor_deferred",
         request_id="{{ ti.xcom_pull('submit_later') }}",
