@@ -402,12 +402,14 @@ _MIN_BASE64_KEY = 12
 def _secret_forms(secret: str) -> tuple[bytes, ...]:
     """The byte forms of ``secret`` a body may carry, longest first.
 
-    As is; JSON-escaped (also with escaped slashes); URL-encoded the ways ``quote`` and
+    As is; JSON-escaped (``\\uXXXX`` or not, slashes escaped or not); URL-encoded the ways ``quote`` and
     ``quote_plus`` write it, with upper- and lower-case hex digits; and base64 (standard and URL-safe)
     at each of the three byte offsets the key can start at inside a longer encoded text: the
     characters that depend on the key's bits alone, which appear wherever the key was encoded.
     """
-    forms = {secret, json.dumps(secret)[1:-1], secret.replace("/", "\\/")}
+    forms = {secret}
+    for escaped in (secret, json.dumps(secret)[1:-1], json.dumps(secret, ensure_ascii=False)[1:-1]):
+        forms.update((escaped, escaped.replace("/", "\\/")))
     for encoded in (quote(secret, safe=""), quote(secret), quote_plus(secret), quote_plus(secret, safe="/")):
         forms.add(encoded)
         forms.add(re.sub(r"%[0-9A-F]{2}", lambda m: m.group(0).lower(), encoded))
