@@ -89,7 +89,9 @@ class PinnedAdapter(HTTPAdapter):
             if self.pin is not None:
                 raise DownloadRefused(f"Refused to send {redact_url(request.url)} through a proxy.")
             # proxy mode (opt-in): the proxy resolves and connects; see docs/security.md
-            return super().get_connection_with_tls_context(request, verify, proxies=proxies, cert=cert)
+            proxied = super().get_connection_with_tls_context(request, verify, proxies=proxies, cert=cert)
+            assert isinstance(proxied, HTTPConnectionPool)
+            return proxied
         pin = self.pin
         if pin is None or request_origin(request.url) != pin.origin:
             raise DownloadRefused(
@@ -97,10 +99,13 @@ class PinnedAdapter(HTTPAdapter):
             )
         host_params, pool_kwargs = self.build_connection_pool_key_attributes(request, verify, cert)
         host_params["host"] = pin.address
+        extra: dict[str, Any] = dict(pool_kwargs)
         if pin.scheme == "https":
             # the certificate is checked against, and SNI names, the URL's host, not the address
-            pool_kwargs["server_hostname"] = pin.host
-        return self.poolmanager.connection_from_host(**host_params, pool_kwargs=pool_kwargs)
+            extra["server_hostname"] = pin.host
+        pool = self.poolmanager.connection_from_host(**host_params, pool_kwargs=extra)
+        assert isinstance(pool, HTTPConnectionPool)
+        return pool
 
-    def get_connection(self, url: str, proxies: Any = None) -> HTTPConnectionPool:
+    def get_connection(self, url: Any, proxies: Any = None) -> HTTPConnectionPool:
         raise DownloadRefused("Refused: this adapter only connects through get_connection_with_tls_context.")

@@ -16,7 +16,14 @@ from pathlib import Path
 import pytest
 
 from modelslab_provider.simulator import Simulator
-from tests.integration.airflow_run import TEST_DAGS, AirflowComponents, _signal_group, free_port, live_env, migrate
+from tests.integration.airflow_run import (
+    TEST_DAGS,
+    AirflowComponents,
+    _signal_group,
+    free_port,
+    live_env,
+    migrate,
+)
 
 DAG_ID = "sensor_stalled"
 
@@ -39,11 +46,15 @@ def live_airflow(tmp_path: Path, sim: Simulator) -> Iterator[AirflowComponents]:
 
 def _task_log(home: Path, task_id: str) -> str:
     return "\n".join(
-        p.read_text(errors="replace") for p in (home / "logs").rglob("*") if p.is_file() and f"task_id={task_id}" in str(p)
+        p.read_text(errors="replace")
+        for p in (home / "logs").rglob("*")
+        if p.is_file() and f"task_id={task_id}" in str(p)
     )
 
 
-def test_a_stalled_trigger_ends_as_a_sensor_timeout_or_a_soft_fail_skip(live_airflow: AirflowComponents) -> None:
+def test_a_stalled_trigger_ends_as_a_sensor_timeout_or_a_soft_fail_skip(
+    live_airflow: AirflowComponents,
+) -> None:
     af = live_airflow
     af.wait_until("the DAG to be parsed", lambda: af.query("SELECT 1 FROM dag WHERE dag_id=?", DAG_ID), 90)
     triggered = af.airflow("dags", "trigger", DAG_ID)
@@ -66,8 +77,10 @@ def test_a_stalled_trigger_ends_as_a_sensor_timeout_or_a_soft_fail_skip(live_air
     try:
         af.wait_until(
             "both sensors to end",
-            lambda: ti("strict")[0] in ("failed", "up_for_retry", "success")
-            and ti("soft")[0] in ("skipped", "failed", "up_for_retry", "success"),
+            lambda: (
+                ti("strict")[0] in ("failed", "up_for_retry", "success")
+                and ti("soft")[0] in ("skipped", "failed", "up_for_retry", "success")
+            ),
             120,
         )
     finally:

@@ -21,7 +21,10 @@ from pytest_httpserver import HTTPServer
 from modelslab_provider.download import Copier, DownloadRefused, HostGuard, address_problem
 from modelslab_provider.download.hosts import Pin
 from modelslab_provider.download.pinning import PeerUnconfirmed, PinnedAdapter, confirm_peer
-from tests.unit.test_storage import BODY, Script, listing, make_context, server, store  # noqa: F401
+from tests.unit import test_storage
+from tests.unit.test_storage import BODY, Script, listing, make_context, store
+
+server = test_storage.server  # the scripted HTTP server fixture
 
 
 class Resolver:
@@ -77,7 +80,9 @@ def test_an_ipv6_address_is_judged_by_the_ipv4_it_carries(address: str, problem:
 
 
 def test_the_request_goes_to_the_checked_address_under_the_url_host(
-    server: tuple[str, Script], tmp_path: Path, monkeypatch: pytest.MonkeyPatch  # noqa: F811
+    server: tuple[str, Script],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     base, script = server
     resolver = Resolver(monkeypatch, {"cdn.example.test": "127.0.0.1"})
@@ -89,7 +94,10 @@ def test_the_request_goes_to_the_checked_address_under_the_url_host(
 
 @pytest.mark.parametrize("path", ["/ok.mp4", "/to-ok"])
 def test_an_unconfirmed_peer_is_refused_before_anything_is_sent(
-    server: tuple[str, Script], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, path: str  # noqa: F811
+    server: tuple[str, Script],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    path: str,
 ) -> None:
     """No fail-open: a socket whose peer cannot be read gets no request, even from a trusted origin
     and even for a redirect with an empty body."""
@@ -104,14 +112,19 @@ def test_an_unconfirmed_peer_is_refused_before_anything_is_sent(
     monkeypatch.setattr(socket.socket, "getpeername", unreadable)
     conn = {"conn_type": "modelslab", "password": "sk-unit-guard", "host": base}
     monkeypatch.setenv("AIRFLOW_CONN_MODELSLAB_GUARD", json.dumps(conn))
-    op = store([f"{base}{path}"], f"file://{tmp_path}/v", allow_private_hosts=False, modelslab_conn_id="modelslab_guard")
-    with pytest.raises(AirflowFailException, match="connected address could not be confirmed"):
+    op = store(
+        [f"{base}{path}"],
+        f"file://{tmp_path}/v",
+        allow_private_hosts=False,
+        modelslab_conn_id="modelslab_guard",
+    )
+    with pytest.raises(AirflowFailException, match=r"connected address could not be confirmed"):
         op.execute(make_context())
     assert script.hits == {}
     assert listing(tmp_path / "v") == []
 
 
-def test_a_peer_other_than_the_pinned_address_is_refused(server: tuple[str, Script]) -> None:  # noqa: F811
+def test_a_peer_other_than_the_pinned_address_is_refused(server: tuple[str, Script]) -> None:
     _, script = server
     sock = socket.create_connection(("127.0.0.1", script.port))
     with pytest.raises(PeerUnconfirmed, match=r"reached 127\.0\.0\.1, not the checked address 127\.0\.0\.2"):
@@ -119,7 +132,7 @@ def test_a_peer_other_than_the_pinned_address_is_refused(server: tuple[str, Scri
     assert sock.fileno() == -1  # closed
 
 
-def test_the_adapter_sends_only_the_url_that_was_checked(server: tuple[str, Script]) -> None:  # noqa: F811
+def test_the_adapter_sends_only_the_url_that_was_checked(server: tuple[str, Script]) -> None:
     base, script = server
     with requests.Session() as session:
         adapter = PinnedAdapter()
@@ -164,7 +177,7 @@ def test_https_keeps_the_host_for_sni_and_the_certificate(
     assert names == ["video.example.test"]
     assert httpd.log[0][0].host == f"video.example.test:{httpd.port}"
     # the certificate is still checked: at the address itself it does not match
-    with pytest.raises(AirflowException, match="SSLError|certificate"):
+    with pytest.raises(AirflowException, match=r"SSLError|certificate"):
         store([f"https://127.0.0.1:{httpd.port}/v.mp4"], f"file://{tmp_path}/w", download_attempts=1).execute(
             make_context()
         )
@@ -175,7 +188,7 @@ def test_https_keeps_the_host_for_sni_and_the_certificate(
 
 
 @pytest.fixture
-def proxy_env(server: tuple[str, Script], monkeypatch: pytest.MonkeyPatch) -> str:  # noqa: F811
+def proxy_env(server: tuple[str, Script], monkeypatch: pytest.MonkeyPatch) -> str:
     base, _ = server
     for name in ("NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy", "HTTPS_PROXY", "https_proxy"):
         monkeypatch.delenv(name, raising=False)
@@ -190,7 +203,7 @@ def _logged(capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
 
 
 def test_proxy_variables_are_ignored_by_default(
-    server: tuple[str, Script],  # noqa: F811
+    server: tuple[str, Script],
     proxy_env: str,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
@@ -199,7 +212,12 @@ def test_proxy_variables_are_ignored_by_default(
 ) -> None:
     _, script = server
     Resolver(monkeypatch, {"cdn.example.test": None})
-    op = store(["http://cdn.example.test/ok.mp4"], f"file://{tmp_path}/v", allow_private_hosts=False, download_attempts=1)
+    op = store(
+        ["http://cdn.example.test/ok.mp4"],
+        f"file://{tmp_path}/v",
+        allow_private_hosts=False,
+        download_attempts=1,
+    )
     with pytest.raises(AirflowException, match=r"could not resolve cdn\.example\.test"):
         op.execute(make_context())
     assert script.hits == {}  # the proxy was not asked
@@ -207,7 +225,7 @@ def test_proxy_variables_are_ignored_by_default(
 
 
 def test_the_opt_in_proxy_mode_sends_through_the_proxy_and_says_so(
-    server: tuple[str, Script],  # noqa: F811
+    server: tuple[str, Script],
     proxy_env: str,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
@@ -225,14 +243,20 @@ def test_the_opt_in_proxy_mode_sends_through_the_proxy_and_says_so(
     assert "the proxy resolves names and decides which addresses are reached" in _logged(capsys, caplog)
     # what the worker can resolve is still checked before it goes to the proxy
     with pytest.raises(AirflowFailException, match="a loopback address"):
-        store(["http://localhost/ok.mp4"], f"file://{tmp_path}/w", allow_private_hosts=False, use_env_proxies=True).execute(
-            make_context()
-        )
+        store(
+            ["http://localhost/ok.mp4"],
+            f"file://{tmp_path}/w",
+            allow_private_hosts=False,
+            use_env_proxies=True,
+        ).execute(make_context())
     assert script.hits == {"/ok.mp4": 1}
 
 
 def test_a_copier_outside_airflow_ignores_the_environment(
-    server: tuple[str, Script], proxy_env: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch  # noqa: F811
+    server: tuple[str, Script],
+    proxy_env: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """No ``.netrc`` credentials or proxy picked up by the download session."""
     from upath import UPath

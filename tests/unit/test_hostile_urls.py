@@ -27,7 +27,7 @@ from typing import Any
 import pytest
 from airflow.providers.common.compat.sdk import AirflowException, AirflowFailException
 from pytest_httpserver import HTTPServer
-from werkzeug import Request, Response
+from werkzeug import Response
 
 from modelslab_provider.operators.storage import ModelsLabStoreVideosOperator
 
@@ -35,38 +35,140 @@ PUBLIC_V4 = "93.184.216.34"
 PUBLIC_V6 = "2606:2800:21f:cb07:6820:80da:af6b:8b2c"
 PORT = "{port}"  # the internal server's port, filled in when the cell runs
 
+#: IDNA spellings of localhost: fullwidth, fullwidth capitals, circled letters, a soft hyphen inside,
+#: an ideographic full stop at the end (each maps to "localhost" under IDNA/UTS 46)
+IDNA_LOCALHOST = [
+    "".join(chr(ord(c) + 0xFEE0) for c in "localhost"),
+    "".join(chr(ord(c) + 0xFEE0) for c in "LOCALHOST"),
+    "".join(chr(0x24D0 + ord(c) - ord("a")) for c in "localhost"),
+    "loc\u00adalhost",
+    "localhost\u3002",
+]
+
 #: host spellings that all reach the internal server (127.0.0.1:{port}) or the loopback range
 LOOPBACK_HOSTS = [
-    "127.0.0.1", "127.1", "127.0.1", "127.000.000.001", "127.1.2.3", "127.255.255.254",
-    "2130706433", "0x7f000001", "0X7F000001", "0x7f.1", "0X7F.1", "0x7f.0.0.1", "0x7f.0x0.0x0.0x1",
-    "0177.0.0.1", "0177.1", "0177.0.1", "017700000001", "0000177.0.0.1", "0177.0x0.0.1",
-    "0", "0.0.0.0", "0x0", "00", "0.0",
-    "localhost", "LOCALHOST", "LocalHost", "localhost.", "LOCALHOST.", "sub.localhost",
-    "ｌｏｃａｌｈｏｓｔ", "ＬＯＣＡＬＨＯＳＴ", "ⓛⓞⓒⓐⓛⓗⓞⓢⓣ", "loc\u00adalhost", "localhost\u3002",
-    "[::1]", "[0:0:0:0:0:0:0:1]", "[0000::1]", "[::]",
-    "[::ffff:127.0.0.1]", "[::FFFF:127.0.0.1]", "[::ffff:7f00:1]", "[0:0:0:0:0:ffff:7f00:1]",
-    "[::127.0.0.1]", "[::7f00:1]", "[::ffff:0:127.0.0.1]", "[::ffff:0:7f00:1]",
-    "[64:ff9b::127.0.0.1]", "[64:ff9b::7f00:1]", "[64:FF9B::7F00:1]", "[64:ff9b:1::7f00:1]",
-    "[64:ff9b:1:0:0:0:7f00:1]", "[2002:7f00:1::]", "[2002:7f00:0001:0:0:0:0:1]", "[2002:7f00:1::1]",
-    "[2001:0:4136:e378:8000:63bf:80ff:fffe]", "[::ffff:0.0.0.0]", "[64:ff9b::0.0.0.0]",
-    "user@127.0.0.1", "public.example@127.0.0.1", "public.example:443@127.0.0.1",
-    "user:pass@127.0.0.1", "public.example@localhost", "public.example@[::ffff:127.0.0.1]",
-    "public.example@2130706433", "@127.0.0.1", "public.example@0x7f.1", "a@b@127.0.0.1",
+    "127.0.0.1",
+    "127.1",
+    "127.0.1",
+    "127.000.000.001",
+    "127.1.2.3",
+    "127.255.255.254",
+    "2130706433",
+    "0x7f000001",
+    "0X7F000001",
+    "0x7f.1",
+    "0X7F.1",
+    "0x7f.0.0.1",
+    "0x7f.0x0.0x0.0x1",
+    "0177.0.0.1",
+    "0177.1",
+    "0177.0.1",
+    "017700000001",
+    "0000177.0.0.1",
+    "0177.0x0.0.1",
+    "0",
+    "0.0.0.0",
+    "0x0",
+    "00",
+    "0.0",
+    "localhost",
+    "LOCALHOST",
+    "LocalHost",
+    "localhost.",
+    "LOCALHOST.",
+    "sub.localhost",
+    *IDNA_LOCALHOST,
+    "[::1]",
+    "[0:0:0:0:0:0:0:1]",
+    "[0000::1]",
+    "[::]",
+    "[::ffff:127.0.0.1]",
+    "[::FFFF:127.0.0.1]",
+    "[::ffff:7f00:1]",
+    "[0:0:0:0:0:ffff:7f00:1]",
+    "[::127.0.0.1]",
+    "[::7f00:1]",
+    "[::ffff:0:127.0.0.1]",
+    "[::ffff:0:7f00:1]",
+    "[64:ff9b::127.0.0.1]",
+    "[64:ff9b::7f00:1]",
+    "[64:FF9B::7F00:1]",
+    "[64:ff9b:1::7f00:1]",
+    "[64:ff9b:1:0:0:0:7f00:1]",
+    "[2002:7f00:1::]",
+    "[2002:7f00:0001:0:0:0:0:1]",
+    "[2002:7f00:1::1]",
+    "[2001:0:4136:e378:8000:63bf:80ff:fffe]",
+    "[::ffff:0.0.0.0]",
+    "[64:ff9b::0.0.0.0]",
+    "user@127.0.0.1",
+    "public.example@127.0.0.1",
+    "public.example:443@127.0.0.1",
+    "user:pass@127.0.0.1",
+    "public.example@localhost",
+    "public.example@[::ffff:127.0.0.1]",
+    "public.example@2130706433",
+    "@127.0.0.1",
+    "public.example@0x7f.1",
+    "a@b@127.0.0.1",
 ]
 
 #: metadata, private, shared, multicast and reserved addresses in their spellings (port 80)
 OTHER_HOSTS = [
-    "169.254.169.254", "0xa9fea9fe", "2852039166", "0251.0376.0251.0376", "169.254.43518",
-    "[::ffff:169.254.169.254]", "[::ffff:a9fe:a9fe]", "[64:ff9b::a9fe:a9fe]", "[64:ff9b::169.254.169.254]",
-    "[64:ff9b:1::a9fe:a9fe]", "[2002:a9fe:a9fe::]", "[2001:0:4136:e378:8000:63bf:5601:5601]",
-    "[::a9fe:a9fe]", "[::ffff:0:a9fe:a9fe]", "[fe80::1]", "[fe80::a9fe:a9fe]", "[fe80::1%25lo]",
-    "metadata.example", "10.0.0.1", "0xa000001", "167772161", "012.0.0.1", "10.1",
-    "192.168.0.1", "3232235521", "0xc0a80001", "192.168.1", "172.16.0.1", "172.31.255.255",
-    "100.64.0.1", "198.18.0.1", "192.0.0.1", "192.0.2.1", "224.0.0.1", "239.255.255.250",
-    "255.255.255.255", "240.0.0.1", "[fd00::1]", "[fc00::1]", "[fec0::1]", "[ff02::1]",
-    "[::ffff:10.0.0.1]", "[::ffff:0a00:0001]", "[64:ff9b::10.0.0.1]", "[64:ff9b::192.168.0.1]",
-    "[64:ff9b::100.64.0.1]", "[2002:c0a8:1::1]", "[2002:0a00:0001::]", "[::ffff:100.64.0.1]",
-    "[::10.0.0.1]", "private.example", "mixed.example", "mixed-reverse.example", "[2001:db8::1]",
+    "169.254.169.254",
+    "0xa9fea9fe",
+    "2852039166",
+    "0251.0376.0251.0376",
+    "169.254.43518",
+    "[::ffff:169.254.169.254]",
+    "[::ffff:a9fe:a9fe]",
+    "[64:ff9b::a9fe:a9fe]",
+    "[64:ff9b::169.254.169.254]",
+    "[64:ff9b:1::a9fe:a9fe]",
+    "[2002:a9fe:a9fe::]",
+    "[2001:0:4136:e378:8000:63bf:5601:5601]",
+    "[::a9fe:a9fe]",
+    "[::ffff:0:a9fe:a9fe]",
+    "[fe80::1]",
+    "[fe80::a9fe:a9fe]",
+    "[fe80::1%25lo]",
+    "metadata.example",
+    "10.0.0.1",
+    "0xa000001",
+    "167772161",
+    "012.0.0.1",
+    "10.1",
+    "192.168.0.1",
+    "3232235521",
+    "0xc0a80001",
+    "192.168.1",
+    "172.16.0.1",
+    "172.31.255.255",
+    "100.64.0.1",
+    "198.18.0.1",
+    "192.0.0.1",
+    "192.0.2.1",
+    "224.0.0.1",
+    "239.255.255.250",
+    "255.255.255.255",
+    "240.0.0.1",
+    "[fd00::1]",
+    "[fc00::1]",
+    "[fec0::1]",
+    "[ff02::1]",
+    "[::ffff:10.0.0.1]",
+    "[::ffff:0a00:0001]",
+    "[64:ff9b::10.0.0.1]",
+    "[64:ff9b::192.168.0.1]",
+    "[64:ff9b::100.64.0.1]",
+    "[2002:c0a8:1::1]",
+    "[2002:0a00:0001::]",
+    "[::ffff:100.64.0.1]",
+    "[::10.0.0.1]",
+    "private.example",
+    "mixed.example",
+    "mixed-reverse.example",
+    "[2001:db8::1]",
 ]
 
 #: names whose answers alternate: the first lookup public, the next one private, and so on
@@ -84,9 +186,15 @@ STATIC = {
     "mixed-reverse.example": ["::1", PUBLIC_V6],
 }
 SCHEMES = [
-    "file:///etc/passwd", "file://localhost/etc/passwd", "gopher://127.0.0.1:{port}/_GET%20/",
-    "ftp://127.0.0.1:{port}/v.mp4", "dict://127.0.0.1:{port}/", "ldap://127.0.0.1:{port}/",
-    "data:video/mp4;base64,AAAA", "javascript:alert(1)", "jar:http://127.0.0.1:{port}/!/",
+    "file:///etc/passwd",
+    "file://localhost/etc/passwd",
+    "gopher://127.0.0.1:{port}/_GET%20/",
+    "ftp://127.0.0.1:{port}/v.mp4",
+    "dict://127.0.0.1:{port}/",
+    "ldap://127.0.0.1:{port}/",
+    "data:video/mp4;base64,AAAA",
+    "javascript:alert(1)",
+    "jar:http://127.0.0.1:{port}/!/",
     "netdoc:///etc/passwd",
 ]
 
@@ -123,7 +231,9 @@ class World:
         self.lookups: list[str] = []
         self.dialled: list[str] = []  # non-loopback addresses a socket tried to reach (refused)
 
-    def getaddrinfo(self, host: Any, port: Any, family: int = 0, type: int = 0, proto: int = 0, flags: int = 0):  # noqa: A002
+    def getaddrinfo(
+        self, host: Any, port: Any, family: int = 0, type: int = 0, proto: int = 0, flags: int = 0
+    ):
         name = host.decode() if isinstance(host, bytes) else str(host)
         if not name.isascii():
             name = name.encode("idna").decode()  # what the socket module does before asking
@@ -141,7 +251,11 @@ class World:
             answers = STATIC[key]
         else:
             raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
-        return [info for a in answers for info in self.real_getaddrinfo(a, port, 0, type, proto, socket.AI_NUMERICHOST)]
+        return [
+            info
+            for a in answers
+            for info in self.real_getaddrinfo(a, port, 0, type, proto, socket.AI_NUMERICHOST)
+        ]
 
     def connect(self, sock: socket.socket, address: Any) -> None:
         host = str(address[0]).split("%", 1)[0]
@@ -216,7 +330,9 @@ def test_a_hostile_url_is_refused(
     redirector.expect_request("/c/0").respond_with_response(
         Response(status=307, headers={"Location": "/r/0", "Content-Length": "0"})
     )
-    source = {"source": target, "redirect": redirector.url_for("/r/0"), "chain": redirector.url_for("/c/0")}[how]
+    source = {"source": target, "redirect": redirector.url_for("/r/0"), "chain": redirector.url_for("/c/0")}[
+        how
+    ]
     before = len(internal.log)
 
     error = _run(source, tmp_path / "v", "modelslab_hostile")
@@ -232,7 +348,8 @@ def test_a_hostile_url_is_refused(
         assert isinstance(error, AirflowFailException), f"not refused: {error}"
         assert world.dialled == [], f"dialled {world.dialled}"
         assert re.search(
-            r"Refused|not an http\(s\) URL|only http and https|only http\(s\) URLs|is not a URL|InvalidURL", str(error)
+            r"Refused|not an http\(s\) URL|only http and https|only http\(s\) URLs|is not a URL|InvalidURL",
+            str(error),
         ), str(error)
 
 

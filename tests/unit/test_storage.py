@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import re
-import socket
 import threading
 import time
 import uuid
@@ -18,9 +17,9 @@ from typing import Any
 
 import pytest
 import requests
+from airflow.providers.common.compat.sdk import AirflowException, AirflowFailException, Asset
 from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
-from airflow.providers.common.compat.sdk import AirflowException, AirflowFailException, Asset
 
 from modelslab_provider import lineage
 from modelslab_provider.download import hosts
@@ -59,7 +58,9 @@ class Script:
         if path in ("/ok.mp4", "/noext"):
             return Response(BODY, content_type="video/mp4")
         if path == "/flaky.mp4":
-            return Response(b"<html>busy</html>", 503, content_type="text/html") if hit <= 2 else Response(BODY)
+            return (
+                Response(b"<html>busy</html>", 503, content_type="text/html") if hit <= 2 else Response(BODY)
+            )
         if path == "/ratelimited.mp4":
             return Response(b"slow down", 429, {"Retry-After": "0"}) if hit == 1 else Response(BODY)
         if path == "/short.mp4":  # promises the whole body, sends half, closes

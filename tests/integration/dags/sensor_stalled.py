@@ -1,4 +1,4 @@
-"""Deferrable sensors whose trigger is stalled past the deadline (tests/integration/test_sensor_stalled_trigger.py).
+"""Deferrable sensors whose trigger is stalled past the deadline (test_sensor_stalled_trigger.py).
 
 The job never finishes; the test stops the triggerer once both sensors are deferred, so only the
 scheduler's deferral timeout can end the wait. ``strict`` must fail as a sensor timeout (no retry,
