@@ -18,11 +18,12 @@ import trustme
 from airflow.providers.common.compat.sdk import AirflowException, AirflowFailException
 from pytest_httpserver import HTTPServer
 
-from modelslab_provider.download import Copier, DownloadRefused, HostGuard, address_problem
+from modelslab_provider.download import Copier, DownloadRefused, HostGuard, address_problem, hosts
 from modelslab_provider.download.hosts import Pin
 from modelslab_provider.download.pinning import PeerUnconfirmed, PinnedAdapter, confirm_peer
+from modelslab_provider.operators import storage
 from tests.unit import test_storage
-from tests.unit.test_storage import BODY, Script, listing, make_context, store
+from tests.unit.test_storage import BODY, Script, listing, make_context, store, trust
 
 server = test_storage.server  # the scripted HTTP server fixture
 
@@ -269,3 +270,106 @@ def test_a_copier_outside_airflow_ignores_the_environment(
         copier.copy(f"{base}/ok.mp4", 0)
     assert "Authorization" not in script.headers[-1]
     assert script.headers[-1]["Host"] == f"127.0.0.1:{script.port}"
+
+
+# ----- 11.15b (from test_storage.py): public hosts only, on every redirect hop ------------------
+
+
+@pytest.mark.parametrize(
+    ("address", "problem"),
+    [
+        ("127.0.0.1", "loopback"),
+        ("::1", "loopback"),
+        ("169.254.169.254", "link-local"),
+        ("fe80::1", "link-local"),
+        ("10.1.2.3", "private"),
+        ("172.16.0.1", "private"),
+        ("192.168.1.1", "private"),
+        ("fd00::1", "private"),
+        ("100.64.0.1", "reserved"),  # carrier-grade NAT
+        ("0.0.0.0", "unspecified"),
+        ("224.0.0.251", "multicast"),
+        ("::ffff:127.0.0.1", "loopback"),  # IPv4-mapped
+        ("::ffff:169.254.169.254", "link-local"),
+        ("2002:7f00:1::1", "loopback"),  # 6to4 of 127.0.0.1
+        ("8.8.8.8", None),
+        ("2606:4700:4700::1111", None),
+    ],
+)
+def test_address_classes(address: str, problem: str | None) -> None:
+    found = address_problem(address)
+    assert (found is None) if problem is None else (found is not None and found.startswith(problem))
+
+
+@pytest.mark.parametrize("path", ["/ok.mp4", "/to-ok"])
+def test_a_loopback_source_is_refused_unless_allowed(
+    server: tuple[str, Script], tmp_path: Path, path: str
+) -> None:
+    base, script = server
+    for url in (f"{base}{path}", f"{base.replace('127.0.0.1', 'localhost')}{path}"):
+        op = store([url], f"file://{tmp_path}/v", allow_private_hosts=False)
+        with pytest.raises(
+            AirflowFailException, match=r"at 127\.0\.0\.1, a loopback.*allow_private_hosts=True"
+        ):
+            op.execute(make_context())
+    assert script.hits == {}  # refused before connecting
+    assert listing(tmp_path / "v") == []
+    # the same task with the explicit opt-in copies it (following the redirect by hand)
+    uris = store([f"{base}{path}"], f"file://{tmp_path}/v", allow_private_hosts=True).execute(make_context())
+    assert len(uris) == 1
+    assert (tmp_path / "v" / uris[0].rsplit("/", 1)[-1]).read_bytes() == BODY
+
+
+def test_every_resolved_address_is_checked(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """A name with one public and one private address is refused (naming the private one)."""
+    monkeypatch.setattr(hosts, "resolve_host", lambda host, port: ["93.184.216.34", "10.0.0.7"])
+    op = store(["https://cdn.example.test/a.mp4"], f"file://{tmp_path}/v", allow_private_hosts=False)
+    with pytest.raises(AirflowFailException, match=r"'cdn\.example\.test' is at 10\.0\.0\.7, a private"):
+        op.execute(make_context())
+
+
+def test_the_modelslab_connection_origin_is_trusted(
+    server: tuple[str, Script], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    base, _ = server
+    conn_id = trust(monkeypatch, base)
+    dest = tmp_path / "v"
+    op = store([f"{base}/ok.mp4"], f"file://{dest}", allow_private_hosts=False, modelslab_conn_id=conn_id)
+    assert len(op.execute(make_context())) == 1
+    # another origin on the same machine (other host name) is not
+    other = base.replace("127.0.0.1", "localhost")
+    op = store([f"{other}/ok.mp4"], f"file://{dest}", allow_private_hosts=False, modelslab_conn_id=conn_id)
+    with pytest.raises(AirflowFailException, match="loopback"):
+        op.execute(make_context())
+
+
+@pytest.mark.parametrize(
+    ("path", "message"),
+    [
+        (
+            "/to-metadata",
+            r"169\.254\.169\.254/latest/meta-data/ \(a redirect from .*/to-metadata\).*link-local",
+        ),
+        ("/to-localhost", r"localhost:\d+/ok\.mp4 \(a redirect from .*/to-localhost\).*loopback"),
+    ],
+)
+def test_every_redirect_hop_is_checked(
+    server: tuple[str, Script], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, path: str, message: str
+) -> None:
+    """The first hop is allowed (the trusted connection origin); where it redirects to is not."""
+    base, script = server
+    conn_id = trust(monkeypatch, base)
+    op = store(
+        [f"{base}{path}"], f"file://{tmp_path}/v", allow_private_hosts=False, modelslab_conn_id=conn_id
+    )
+    with pytest.raises(AirflowFailException, match=message):
+        op.execute(make_context())
+    assert script.hits == {path: 1}  # the redirect target was never requested
+    assert listing(tmp_path / "v") == []
+
+
+def test_redirect_loops_end(server: tuple[str, Script], tmp_path: Path) -> None:
+    base, script = server
+    with pytest.raises(AirflowFailException, match=f"more than {storage.MAX_REDIRECTS} redirects"):
+        store([f"{base}/loop"], f"file://{tmp_path}/v").execute(make_context())
+    assert script.hits == {"/loop": storage.MAX_REDIRECTS + 1}
