@@ -19,10 +19,11 @@ import functools
 import ipaddress
 import json
 import re
+from base64 import b64encode, urlsafe_b64encode
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, quote_plus, urlsplit
 
 from modelslab_provider.client.errors import ModelsLabConfigError, ModelsLabTimeoutError
 
@@ -372,10 +373,11 @@ def time_left(deadline: float | None, now: float, settings: ClientSettings) -> f
 
 
 def scrub_secret(body: bytes, secret: str) -> bytes:
-    """``body`` with the key replaced wherever it appears (also JSON-escaped).
+    """``body`` with the key replaced wherever it appears, in every encoding a server could echo.
 
     ModelsLab is not known to echo the key, but if a message, a URL or ``meta`` ever carried it,
     it would flow into results, error texts, logs and XCom; transports scrub every body first.
+    The forms are those of :func:`_secret_forms`: raw, JSON-escaped, URL-encoded and base64.
     """
     if not secret:
         return body
@@ -385,10 +387,40 @@ def scrub_secret(body: bytes, secret: str) -> bytes:
     return body
 
 
+def scrub_text(text: str, secret: str | None) -> str:
+    """``text`` (a message, an event, a log line) with the key scrubbed as :func:`scrub_secret` does."""
+    if not secret:
+        return text
+    return scrub_secret(text.encode("utf-8", "surrogatepass"), secret).decode("utf-8", "surrogatepass")
+
+
+#: base64 forms are added only for keys this long: a short key's base64 text could match by chance
+_MIN_BASE64_KEY = 12
+
+
 @functools.lru_cache(maxsize=16)
 def _secret_forms(secret: str) -> tuple[bytes, ...]:
-    """The byte forms of ``secret`` a body may carry: as is, JSON-escaped, with escaped slashes."""
-    return tuple({secret.encode(), json.dumps(secret)[1:-1].encode(), secret.replace("/", "\\/").encode()})
+    """The byte forms of ``secret`` a body may carry, longest first.
+
+    As is; JSON-escaped (``\\uXXXX`` or not, slashes escaped or not); URL-encoded the ways ``quote`` and
+    ``quote_plus`` write it, with upper- and lower-case hex digits; and base64 (standard and URL-safe)
+    at each of the three byte offsets the key can start at inside a longer encoded text: the
+    characters that depend on the key's bits alone, which appear wherever the key was encoded.
+    """
+    forms = {secret}
+    for escaped in (secret, json.dumps(secret)[1:-1], json.dumps(secret, ensure_ascii=False)[1:-1]):
+        forms.update((escaped, escaped.replace("/", "\\/")))
+    for encoded in (quote(secret, safe=""), quote(secret), quote_plus(secret), quote_plus(secret, safe="/")):
+        forms.add(encoded)
+        forms.add(re.sub(r"%[0-9A-F]{2}", lambda m: m.group(0).lower(), encoded))
+    raw = secret.encode()
+    found = {form.encode() for form in forms}
+    if len(raw) >= _MIN_BASE64_KEY:
+        for offset in range(3):
+            start, end = -(-8 * offset // 6), (8 * offset + 8 * len(raw)) // 6
+            for encode in (b64encode, urlsafe_b64encode):
+                found.add(encode(b"\0" * offset + raw)[start:end])
+    return tuple(sorted(found, key=len, reverse=True))
 
 
 def strip_secrets(value: Any) -> Any:

@@ -3,11 +3,12 @@
 A package without any Airflow import, so every rule of a copy (which hosts may be fetched, how a
 file is named and written, when a try is repeated) is tested and read on its own, and
 :mod:`modelslab_provider.operators.storage` keeps only the Airflow glue (templating, XCom, assets,
-lineage, exceptions). It is a package rather than one module because the four concerns are each
+lineage, exceptions). It is a package rather than one module because the concerns are each
 sizeable and independent:
 
 * :mod:`.names`: checking the ``urls`` and ``destination`` inputs and naming the files (no I/O);
-* :mod:`.hosts`: public internet addresses only, on every redirect hop and the connected peer;
+* :mod:`.hosts`: public internet addresses only, on every redirect hop, each host resolved once;
+* :mod:`.pinning`: the request sent to the address that was checked, and to no other;
 * :mod:`.writer`: a hidden temporary file moved onto the final name, so no half file is visible;
 * :mod:`.copier`: one HTTP session, redirects, retries, the byte limit and the per-file deadline.
 

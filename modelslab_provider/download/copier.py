@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import random
 import socket
 import threading
@@ -30,7 +31,7 @@ from modelslab_provider.download.errors import (
     VideoDownloadError,
     describe,
 )
-from modelslab_provider.download.hosts import HostGuard, socket_of
+from modelslab_provider.download.hosts import HostGuard, env_proxy, socket_of
 from modelslab_provider.download.names import file_name, unique_name
 from modelslab_provider.download.writer import AtomicWriter, StoragePath
 
@@ -90,18 +91,41 @@ class Copier:
     limits: CopyLimits = field(default_factory=CopyLimits)
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     guard: HostGuard = field(default_factory=HostGuard)
+    #: send requests through the proxy named by ``HTTP(S)_PROXY``/``NO_PROXY``; the proxy then
+    #: resolves names and decides which addresses are reached (off: proxy variables are ignored)
+    use_env_proxies: bool = False
     #: the task's own logger (stdlib or structlog: anything with ``info`` and ``warning``)
     log: Any = _log
     sleep: Callable[[float], None] = time.sleep
     taken: set[str] = field(default_factory=set)
     _session: requests.Session | None = field(default=None, init=False, repr=False)
+    _adapter: Any = field(default=None, init=False, repr=False)
 
     def __enter__(self) -> Copier:
         import requests
 
-        self._session = requests.Session()
-        self._session.headers.update({"User-Agent": USER_AGENT, "Accept-Encoding": "identity"})
+        from modelslab_provider.download.pinning import PinnedAdapter
+
+        session = requests.Session()
+        # no proxy, .netrc or CA variables read behind our back: proxies are opt-in (use_env_proxies),
+        # a CA bundle named by the environment is still honoured
+        session.trust_env = False
+        session.verify = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
+        session.headers.update({"User-Agent": USER_AGENT, "Accept-Encoding": "identity"})
+        self._adapter = PinnedAdapter()
+        session.mount("http://", self._adapter)
+        session.mount("https://", self._adapter)
+        self._session = session
         return self
+
+    def mode(self) -> str:
+        """How requests reach their hosts, for the task log."""
+        if self.use_env_proxies:
+            return (
+                "through the proxy named by HTTP(S)_PROXY/NO_PROXY where one applies (the proxy resolves "
+                "names and decides which addresses are reached; hosts it cannot see are not checked here)"
+            )
+        return "directly, to checked addresses only (proxy environment variables are ignored)"
 
     def __exit__(self, *exc_info: object) -> None:
         if self._session is not None:
@@ -155,25 +179,12 @@ class Copier:
 
     def _open(self, url: str, deadline: float | None) -> requests.Response:
         """GET ``url``, following up to MAX_REDIRECTS redirects by hand so each hop's host is checked."""
-        import requests
-
         if self._session is None:
             raise RuntimeError("use the Copier as a context manager: `with Copier(...) as copier:`")
         shown = redact_url(url)
         current = url
         for _hop in range(MAX_REDIRECTS + 1):
-            self.guard.check_host(current, url)
-            try:
-                response = self._session.get(
-                    current, stream=True, allow_redirects=False, timeout=self._timeouts(url, deadline)
-                )
-            except (requests.exceptions.InvalidSchema, requests.exceptions.InvalidURL) as exc:
-                raise DownloadRefused(f"Could not copy {shown}: {describe(exc)}") from None
-            except requests.RequestException as exc:
-                if deadline is not None and time.monotonic() >= deadline:
-                    raise self._timed_out(url, describe(exc)) from None
-                raise VideoDownloadError(describe(exc)) from None
-            self.guard.check_peer(response, current, url)
+            response = self._send(current, url, deadline)
             if response.status_code not in _REDIRECT_STATUSES:
                 return response
             location = response.headers.get("Location", "").strip()
@@ -191,6 +202,46 @@ class Copier:
                 )
             current = target
         raise DownloadRefused(f"Could not copy {shown}: more than {MAX_REDIRECTS} redirects.")
+
+    def _send(self, current: str, url: str, deadline: float | None) -> requests.Response:
+        """One GET of one hop: checked, then sent to the checked address (or to the opted-in proxy)."""
+        import requests
+
+        assert self._session is not None
+        try:
+            prepared = self._session.prepare_request(requests.Request("GET", current))
+        except (requests.exceptions.InvalidSchema, requests.exceptions.InvalidURL, ValueError) as exc:
+            raise DownloadRefused(f"Could not copy {redact_url(url)}: {describe(exc)}") from None
+        target = prepared.url or ""
+        proxy = env_proxy(target) if self.use_env_proxies else None
+        if proxy:
+            self.guard.check_proxied(target, url)
+            self._adapter.pin = None
+            proxies = {urlsplit(target).scheme.lower(): proxy}
+        else:
+            pin = self.guard.pin(target, url)
+            self._adapter.pin = pin
+            host = f"[{pin.host}]" if ":" in pin.host else pin.host
+            default = 443 if pin.scheme == "https" else 80
+            prepared.headers["Host"] = host if pin.port == default else f"{host}:{pin.port}"
+            proxies = {}
+        try:
+            return self._session.send(
+                prepared,
+                stream=True,
+                allow_redirects=False,
+                timeout=self._timeouts(url, deadline),
+                proxies=proxies,
+                verify=self._session.verify,
+            )
+        except (requests.exceptions.InvalidSchema, requests.exceptions.InvalidURL) as exc:
+            raise DownloadRefused(f"Could not copy {redact_url(url)}: {describe(exc)}") from None
+        except requests.RequestException as exc:
+            if deadline is not None and time.monotonic() >= deadline:
+                raise self._timed_out(url, describe(exc)) from None
+            raise VideoDownloadError(describe(exc)) from None
+        finally:
+            self._adapter.pin = None
 
     def _copy_once(self, url: str, index: int, deadline: float | None = None) -> StoredVideo:
         import requests

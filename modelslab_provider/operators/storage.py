@@ -96,6 +96,10 @@ class ModelsLabStoreVideosOperator(BaseOperator):
         ``retries`` apply).
     :param allow_private_hosts: also fetch from loopback, private, link-local and reserved
         addresses. Off by default so a URL or redirect cannot reach the worker's own network.
+    :param use_env_proxies: send downloads through the proxy named by ``HTTP_PROXY``/``HTTPS_PROXY``
+        (``NO_PROXY`` respected). Off by default: proxy variables are ignored and each request goes
+        to the address that was checked. On, the proxy resolves names and connects, so the proxy,
+        not this task, decides which addresses can be reached (see the security page of the docs).
     :param modelslab_conn_id: the ModelsLab connection whose Base URL counts as trusted: sources on
         exactly that origin (e.g. the local simulator on 127.0.0.1) are fetched even when private.
         Only its host is read, never its key; ``None`` trusts no origin.
@@ -119,6 +123,7 @@ class ModelsLabStoreVideosOperator(BaseOperator):
         http_timeout: float = 60.0,
         file_timeout: float | None = DEFAULT_FILE_TIMEOUT,
         allow_private_hosts: bool = False,
+        use_env_proxies: bool = False,
         modelslab_conn_id: str | None = DEFAULT_CONN_ID,
         **kwargs: Any,
     ) -> None:
@@ -146,6 +151,7 @@ class ModelsLabStoreVideosOperator(BaseOperator):
         self.http_timeout = http_timeout
         self.file_timeout = file_timeout
         self.allow_private_hosts = allow_private_hosts
+        self.use_env_proxies = use_env_proxies
         self.modelslab_conn_id = modelslab_conn_id
         self._trusted: Origin | bool | None = False  # False: not looked up yet
 
@@ -175,8 +181,10 @@ class ModelsLabStoreVideosOperator(BaseOperator):
                 max_retry_after=max(self.retry_max_delay, 1.0),
             ),
             guard=HostGuard(allow_private=self.allow_private_hosts, trusted_origin=self._trusted_origin),
+            use_env_proxies=self.use_env_proxies,
             log=self.log,
         )
+        self.log.info("Copying %d URL(s) %s", len(urls), copier.mode())
         stored: list[StoredVideo] = []
         try:
             with copier:

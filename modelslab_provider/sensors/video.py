@@ -42,6 +42,8 @@ if TYPE_CHECKING:
 
 #: prefix of the ``task_state_store`` key holding the wait's counters between pokes
 STATE_KEY = "modelslab_wait"
+#: the ``next_method`` and ``error`` with which Airflow resumes a task whose deferral timed out
+_DEFERRAL_FAILED, _DEFERRAL_TIMEOUTS = "__fail__", ("Trigger timeout", "Trigger/execution timeout")
 
 
 def state_key(request_id: str, try_number: Any) -> str:
@@ -274,7 +276,7 @@ class VideoFetchSensor(BaseSensorOperator):
             raise AirflowSensorTimeout(message)
         # imported here: the trigger module pulls in airflow.triggers.base, which DAG parsing
         # does not need (benchmarks/parse_cost.py)
-        from modelslab_provider.triggers.task_end import START_TIMEOUT_MARGIN, end_spec
+        from modelslab_provider.triggers.task_end import end_spec
         from modelslab_provider.triggers.video import VideoFetchTrigger
 
         trigger = VideoFetchTrigger(
@@ -295,12 +297,35 @@ class VideoFetchSensor(BaseSensorOperator):
             remaining,
             limit,
         )
-        # when the trigger ends the task, its own deadline must come first: Airflow's timeout then
-        # only backs it up (else a soft_fail skip could lose the race and go through a worker)
-        margin = START_TIMEOUT_MARGIN if trigger.end_task else 0.0
-        self.defer(
-            trigger=trigger, method_name="execute_complete", timeout=timedelta(seconds=remaining + margin)
-        )
+        # the scheduler's own deferral timeout comes later than the trigger's deadline, so the
+        # trigger's timeout event normally ends the wait (and, with end_task, a soft_fail skip
+        # ends in the triggerer); if the trigger is stalled the scheduler ends it, and
+        # resume_execution turns that into the same sensor timeout
+        grace = timedelta(seconds=remaining + self.deferral_grace)
+        self.defer(trigger=trigger, method_name="execute_complete", timeout=grace)
+
+    #: seconds the scheduler waits past the trigger's deadline before it ends a stalled deferral
+    deferral_grace: float = 60.0
+
+    def resume_execution(self, next_method: str, next_kwargs: dict[str, Any] | None, context: Context) -> Any:
+        """End a deferred wait as poke mode would: a timeout is ``AirflowSensorTimeout`` (no retries),
+        skipped with ``soft_fail``/``never_fail``, whether the trigger or the scheduler saw it first."""
+        try:
+            if next_method == _DEFERRAL_FAILED and (next_kwargs or {}).get("error") in _DEFERRAL_TIMEOUTS:
+                limits = f"timeout={self.timeout:.0f} s" + (
+                    f", execution_timeout={self.execution_timeout.total_seconds():.0f} s"
+                    if self.execution_timeout
+                    else ""
+                )
+                raise AirflowSensorTimeout(
+                    f"Sensor has timed out: the triggerer did not report by the sensor's deadline "
+                    f"({limits}); the scheduler ended the deferral {self.deferral_grace:.0f} s after it."
+                )
+            return super().resume_execution(next_method, next_kwargs, context)
+        except (AirflowSensorTimeout, AirflowFailException) as exc:
+            if self.soft_fail or self.never_fail:
+                raise AirflowSkipException(f"Skipping (soft_fail/never_fail): {exc}") from exc
+            raise
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> list[str]:
         """Resume after the trigger: the URLs, or the failure it reported."""

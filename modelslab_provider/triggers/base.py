@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Generic, Protocol, TypeVar
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
-from modelslab_provider.client.core import DEFAULT_CONN_ID
+from modelslab_provider.client.core import DEFAULT_CONN_ID, scrub_text
 from modelslab_provider.client.errors import ModelsLabTimeoutError
 from modelslab_provider.client.policy import RetryPolicy
 from modelslab_provider.events import error_message, error_type, load_poll_policy
@@ -196,8 +196,7 @@ class ModelsLabTrigger(BaseTrigger, Generic[TrackerT]):
     def error_event(self, exc: BaseException) -> dict[str, Any]:
         """An ``error`` event: the message a user reads (key scrubbed) and its ``error_type``."""
         message = error_message(exc, self.modelslab_conn_id)
-        if self._secret:
-            message = message.replace(self._secret, "***")
+        message = scrub_text(message, self._secret)
         kind = error_type(exc)
         if kind == "unexpected":
             self.log.error("Waiting for %s failed unexpectedly", self.wait_name, exc_info=exc)

@@ -2,7 +2,8 @@
 
 The store operator's behaviour is covered in test_storage.py; here the package is used the way
 any other caller would, in a subprocess where importing Airflow fails, so a stray Airflow import
-in the copy path shows up as a failing test rather than as a hidden dependency.
+in the copy path shows up as a failing test rather than as a hidden dependency. The server is a
+real one on 127.0.0.1 (pytest-httpserver) run by the test itself.
 """
 
 from __future__ import annotations
@@ -12,12 +13,13 @@ import sys
 import textwrap
 from pathlib import Path
 
+from pytest_httpserver import HTTPServer
+
 from tests.unit.fresh_import import loaded_after_import
 
 SCRIPT = textwrap.dedent(
     """
-    import importlib.abc, sys, threading
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+    import importlib.abc, sys
 
     class NoAirflow(importlib.abc.MetaPathFinder):
         def find_spec(self, name, path=None, target=None):
@@ -35,21 +37,7 @@ SCRIPT = textwrap.dedent(
     from modelslab_provider.client.policy import RetryPolicy
 
     BODY = b"video" * 1000
-
-    class Handler(BaseHTTPRequestHandler):
-        def log_message(self, *args):
-            pass
-
-        def do_GET(self):
-            status, body = (200, BODY) if self.path.split("?")[0] == "/v.mp4" else (404, b"no")
-            self.send_response(status)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    base = f"http://127.0.0.1:{httpd.server_address[1]}"
+    base = sys.argv[2]
     folder = UPath(sys.argv[1])
     retry = RetryPolicy(max_attempts=2, initial_delay=0.01, max_delay=0.01)
 
@@ -75,9 +63,15 @@ SCRIPT = textwrap.dedent(
 )
 
 
-def test_copies_and_refuses_without_airflow(tmp_path: Path) -> None:
+def test_copies_and_refuses_without_airflow(tmp_path: Path, httpserver: HTTPServer) -> None:
+    httpserver.expect_request("/v.mp4").respond_with_data(b"video" * 1000)
+    httpserver.expect_request("/gone.mp4").respond_with_data(b"no", status=404)
+    base = httpserver.url_for("/").rstrip("/")
     out = subprocess.run(
-        [sys.executable, "-c", SCRIPT, f"file://{tmp_path}"], capture_output=True, text=True, timeout=120
+        [sys.executable, "-c", SCRIPT, f"file://{tmp_path}", base],
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert out.returncode == 0, out.stderr
     assert out.stdout.splitlines() == [

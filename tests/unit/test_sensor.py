@@ -22,7 +22,6 @@ from modelslab_provider.client.core import ClientSettings
 from modelslab_provider.client.sync import ModelsLabClient
 from modelslab_provider.sensors.video import STATE_KEY, VideoFetchSensor
 from modelslab_provider.simulator import Simulator
-from modelslab_provider.triggers.task_end import START_TIMEOUT_MARGIN
 from modelslab_provider.triggers.video import VideoFetchTrigger
 from tests.unit.fresh_import import loaded_after_import
 
@@ -188,8 +187,8 @@ def test_deferrable_pokes_once_then_defers_with_the_remaining_timeout(sim: Simul
     deferred = info.value
     assert deferred.method_name == "execute_complete"
     assert isinstance(deferred.timeout, timedelta)
-    # the trigger ends the task at its own deadline; Airflow's timeout only backs it up, later
-    assert 590 + START_TIMEOUT_MARGIN < deferred.timeout.total_seconds() <= 600 + START_TIMEOUT_MARGIN
+    # the scheduler's deferral timeout comes deferral_grace after the trigger's own deadline
+    assert 590 + op.deferral_grace < deferred.timeout.total_seconds() <= 600 + op.deferral_grace
     trigger = deferred.trigger
     assert isinstance(trigger, VideoFetchTrigger)
     kwargs = trigger.serialize()[1]
@@ -358,8 +357,7 @@ def test_deferrable_sensor_honours_execution_timeout_and_poke_interval(sim: Simu
     kwargs = info.value.trigger.serialize()[1]
     assert kwargs["deadline"] == pytest.approx(started.timestamp() + 20, abs=1)
     assert kwargs["limit"] == "execution_timeout of 20 s"
-    # Airflow's own deferral timeout only backs the trigger's deadline up (a margin later)
-    assert info.value.timeout.total_seconds() <= 20 + START_TIMEOUT_MARGIN
+    assert info.value.timeout.total_seconds() <= 20 + op.deferral_grace
     assert kwargs["poll_policy"]["min_interval"] == 30
     assert kwargs["poll_policy"]["interval"] >= 30
     assert kwargs["poll_policy"]["max_interval"] >= 30
