@@ -95,6 +95,8 @@ def test_waits_end_in_the_triggerer(tmp_path: Path, sim: Simulator) -> None:
                 "timeout_retry",
                 "batch_trigger",
                 "batch_worker",
+                "batch_partial",
+                "batch_fail_final",
                 "sensor_start",
                 "sensor_deferred",
                 "soft_fail",
@@ -112,6 +114,8 @@ def test_waits_end_in_the_triggerer(tmp_path: Path, sim: Simulator) -> None:
             "timeout_retry": ("failed", 2),  # a timeout: retried once (retries=1), then failed
             "batch_trigger": ("success", 1),
             "batch_worker": ("success", 1),
+            "batch_partial": ("success", 1),
+            "batch_fail_final": ("failed", 1),  # a failed entry: final, no retry, though retries=2
             "sensor_start": ("success", 1),
             "sensor_deferred": ("success", 1),
             "soft_fail": ("skipped", 1),
@@ -127,6 +131,13 @@ def test_waits_end_in_the_triggerer(tmp_path: Path, sim: Simulator) -> None:
             run_id,
         )
         assert [s for _, s in mapped] == ["success"], mapped
+        # the README's pattern over a partly failed batch ended in the triggerer: one task per video
+        per_input = af.query(
+            "SELECT map_index, state FROM task_instance WHERE dag_id=? AND run_id=? AND task_id='each_input'",
+            DAG_ID,
+            run_id,
+        )
+        assert sorted(per_input) == [(0, "success"), (1, "success")], per_input
 
         # what downstream tasks receive is the same from both paths, type for type
         raw = af.query(
@@ -145,10 +156,24 @@ def test_waits_end_in_the_triggerer(tmp_path: Path, sim: Simulator) -> None:
         assert seen["batch_results"] == ["list", ["dict"]], seen
         assert all(u.endswith(".mp4") for u in seen["urls"]), seen
         assert len(seen["batch_urls"]) == 3
+        # the engine's batch XComs (record and outputs) match the worker path's, key for key
+        assert seen["batch_trigger_keys"] == seen["batch_worker_keys"], seen
+        assert seen["batch_trigger_keys"]["batch_ids"] == ["list", ["str"]], seen
+        assert seen["gen_trigger"]["track_id"] == "str", seen
+        assert seen["partial_results"] == ["success", "failed", "success"], seen
+        assert len(seen["partial_urls"]) == 2, seen  # the successful inputs only
+        assert seen["batch_partial_keys"]["return_value"] == ["list", ["list"]], seen
 
         # which path each task took, from its own log
         logs = {t: _task_logs(home, t) for t in states}
-        for task in ("gen_trigger", "slow", "batch_trigger", "sensor_start", "sensor_deferred"):
+        for task in (
+            "gen_trigger",
+            "slow",
+            "batch_trigger",
+            "batch_partial",
+            "sensor_start",
+            "sensor_deferred",
+        ):
             assert "Ended the task in the triggerer: success" in logs[task], (task, logs[task][-3000:])
         assert "Ended the task in the triggerer" not in logs["gen_worker"]
         assert "ModelsLab video ready" in logs["gen_worker"]  # the worker's own completion line
@@ -160,6 +185,8 @@ def test_waits_end_in_the_triggerer(tmp_path: Path, sim: Simulator) -> None:
         assert "Ended the task in the triggerer: failed" in logs["timeout_retry"]
         assert "ModelsLab has no cancel API" in logs["timeout_retry"]  # the operator's own text
         assert "Ended the task in the triggerer" not in logs["fail_final"]  # resumed: no retry
+        assert "Ended the task in the triggerer" not in logs["batch_fail_final"]
+        assert "1 of 3 ModelsLab videos failed" in logs["batch_fail_final"]  # the worker's own text
         # the sensor started in the triggerer never ran its worker code
         assert "deferring to the triggerer" not in logs["sensor_start"]
         # issue 25: the triggerer's completion line is a summary, not the whole event

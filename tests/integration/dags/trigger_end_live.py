@@ -3,7 +3,8 @@
 Run by tests/integration/test_trigger_end_live.py under a real scheduler, triggerer and
 LocalExecutor. ``probe`` reads what downstream tasks receive from both paths; the other cells
 check a final failure (not retried), a timeout (retried), ``soft_fail`` (skipped), a sensor
-started in the triggerer, a batch, and a mapped task over a trigger-ended task's output.
+started in the triggerer, batches (one partly failed, one failing for good), and mapped tasks
+over trigger-ended tasks' outputs.
 """
 
 from __future__ import annotations
@@ -20,7 +21,19 @@ from modelslab_provider.sensors.video import VideoFetchSensor
 
 FAST = {"poll_interval": 0.5, "max_poll_interval": 1.0}
 SENSOR_POLLS = {"min_interval": 0.5, "max_interval": 1.0, "interval": 0.5}
-KEYS = ("return_value", "video_url", "proxy_links", "request_id", "api_version", "meta", "generation_time")
+KEYS = (
+    "return_value",
+    "video_url",
+    "proxy_links",
+    "request_id",
+    "api_version",
+    "track_id",
+    "eta",
+    "meta",
+    "generation_time",
+)
+#: the batch operator's XComs (the record's ``batch_ids``, then the engine's outputs)
+BATCH_KEYS = ("return_value", "results", "video_url", "batch_ids", "request_ids")
 
 
 def _shape(value: Any) -> Any:
@@ -47,10 +60,22 @@ def probe() -> dict[str, Any]:
         out[source] = {key: _shape(ti.xcom_pull(task_ids=source, key=key)) for key in KEYS}
     for source in ("sensor_start", "sensor_deferred", "batch_trigger", "batch_worker"):
         out[source] = _shape(ti.xcom_pull(task_ids=source))
+    for source in ("batch_trigger", "batch_worker", "batch_partial"):
+        out[f"{source}_keys"] = {key: _shape(ti.xcom_pull(task_ids=source, key=key)) for key in BATCH_KEYS}
+    out["partial_results"] = [r["status"] for r in ti.xcom_pull(task_ids="batch_partial", key="results")]
+    out["partial_urls"] = ti.xcom_pull(task_ids="batch_partial")
     out["batch_results"] = _shape(ti.xcom_pull(task_ids="batch_trigger", key="results"))
     out["urls"] = ti.xcom_pull(task_ids="gen_trigger")
     out["batch_urls"] = ti.xcom_pull(task_ids="batch_trigger")
     return out
+
+
+@task
+def each_input(urls: list[str]) -> int:
+    """Mapped over a partly failed batch's output (the README's pattern): one task per video."""
+    assert isinstance(urls, list), urls
+    assert urls, urls
+    return len(urls)
 
 
 @task
@@ -109,6 +134,25 @@ with DAG(
         end_from_trigger=False,
         **FAST,
     )
+    # the engine's partial-failure choice, ended in the triggerer: return_value holds the
+    # successful inputs only, so a mapped downstream task gets one copy per video
+    batch_partial = ModelsLabVideoBatchOperator(
+        task_id="batch_partial",
+        model_id="wan2.2",
+        prompts=["a red bird", "a lost bird [sim:outcome=failed]", "a blue bird"],
+        allow_partial_failure=True,
+        deferrable=True,
+        **FAST,
+    )
+    each_input.expand(urls=batch_partial.output)
+    # a failed entry without allow_partial_failure: a final failure, so it resumes on a worker
+    ModelsLabVideoBatchOperator(
+        task_id="batch_fail_final",
+        model_id="wan2.2",
+        prompts=["a red fish", "a lost fish [sim:outcome=failed]", "a blue fish"],
+        deferrable=True,
+        **FAST,
+    )
     ok_id = submit.override(task_id="submit_ok")("duration=6")
     # [START sensor_start]
     sensor_start = VideoFetchSensor(
@@ -145,4 +189,13 @@ with DAG(
         poll_policy=SENSOR_POLLS,
     )
     each.expand(url=gen_trigger.output)
-    [gen_trigger, gen_worker, slow, sensor_start, sensor_deferred, batch_trigger, batch_worker] >> probe()
+    [
+        gen_trigger,
+        gen_worker,
+        slow,
+        sensor_start,
+        sensor_deferred,
+        batch_trigger,
+        batch_worker,
+        batch_partial,
+    ] >> probe()
