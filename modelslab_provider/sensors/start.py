@@ -10,19 +10,19 @@ from __future__ import annotations
 
 import dataclasses
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from modelslab_provider.version_compat import AIRFLOW_V_3_3_PLUS
 
-if TYPE_CHECKING:
-    from modelslab_provider.sensors.video import VideoFetchSensor
+#: a :class:`~modelslab_provider.sensors.video.VideoFetchSensor`, not imported: that module imports this one
+_Sensor = Any
 
 CLASSPATH = "modelslab_provider.triggers.video.VideoFetchTrigger"
 #: sensor fields that become trigger kwargs of the same name (and are rendered there on 3.3+)
 FIELDS = ("request_id", "modelslab_conn_id", "api_version", "fetch_url")
 
 
-def as_template(sensor: VideoFetchSensor, name: str, value: Any) -> Any:
+def as_template(sensor: _Sensor, name: str, value: Any) -> Any:
     """``value``, with an upstream task's output (``op.output``) turned into the template pulling it."""
     from airflow.providers.common.compat.sdk import XComArg
 
@@ -41,7 +41,7 @@ def as_template(sensor: VideoFetchSensor, name: str, value: Any) -> Any:
     return f"{{{{ ti.xcom_pull(task_ids={task.task_id!r}, key={key!r}, map_indexes=-1) }}}}"
 
 
-def _check_template(sensor: VideoFetchSensor, name: str, value: str) -> None:
+def _check_template(sensor: _Sensor, name: str, value: str) -> None:
     """Refuse templates the triggerer cannot render (they would hang the trigger until its timeout)."""
     if not AIRFLOW_V_3_3_PLUS:
         raise ValueError(
@@ -61,7 +61,7 @@ def _check_template(sensor: VideoFetchSensor, name: str, value: str) -> None:
         )
 
 
-def configure(sensor: VideoFetchSensor) -> None:
+def configure(sensor: _Sensor) -> None:
     """Check the sensor can start in the triggerer on this Airflow line; set ``start_trigger_args``."""
     from airflow.triggers.base import StartTriggerArgs
 
