@@ -129,4 +129,6 @@ def record_store(context: Context, key: str, durable: bool) -> RecordStore:
     if not (isinstance(dag_id, str) and isinstance(task_id, str) and isinstance(run_id, str)):
         return RecordStore()  # no task instance to name the record after
     map_index = getattr(ti, "map_index", -1)
-    return VariableStore(variable_key(dag_id, task_id, run_id, map_index if isinstance(map_index, int) else -1))
+    return VariableStore(
+        variable_key(dag_id, task_id, run_id, map_index if isinstance(map_index, int) else -1)
+    )
