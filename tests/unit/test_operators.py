@@ -592,7 +592,8 @@ def test_retry_after_a_timeout_reconnects_and_pays_once(sim: Simulator) -> None:
 
 
 @pytest.mark.skipif(AIRFLOW_V_3_3_PLUS, reason="documents the behaviour below Airflow 3.3")
-def test_below_airflow_3_3_every_try_submits(sim: Simulator) -> None:
+def test_below_airflow_3_3_no_task_state_store_is_read(sim: Simulator) -> None:
+    """Below 3.3 the record lives in an Airflow Variable (tests/unit/test_engine.py), never in a store."""
     job = client(sim).submit("text2video", {"prompt": "a cat"})
     op = text_op()
     ctx = context(stored_job(job.request_id, op))
