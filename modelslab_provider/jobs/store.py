@@ -125,11 +125,10 @@ def record_store(context: Context, key: str, durable: bool) -> RecordStore:
         store = context.get("task_state_store")  # type: ignore[call-overload]
         return TaskStateStore(store, key) if store is not None else RecordStore()
     ti = context.get("ti")  # type: ignore[call-overload]
-    if ti is None:
-        return RecordStore()
+    dag_id, task_id, run_id = (getattr(ti, name, None) for name in ("dag_id", "task_id", "run_id"))
+    if not (isinstance(dag_id, str) and isinstance(task_id, str) and isinstance(run_id, str)):
+        return RecordStore()  # no task instance to name the record after
     map_index = getattr(ti, "map_index", -1)
     return VariableStore(
-        variable_key(
-            str(ti.dag_id), str(ti.task_id), str(ti.run_id), map_index if isinstance(map_index, int) else -1
-        )
+        variable_key(dag_id, task_id, run_id, map_index if isinstance(map_index, int) else -1)
     )
