@@ -9,7 +9,7 @@ import (no trigger base class, no HTTP library), so sensors and operators import
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from airflow.providers.common.compat.sdk import (
@@ -27,6 +27,7 @@ from modelslab_provider.client.errors import (
     ModelsLabTransientError,
     refused_key_message,
 )
+from modelslab_provider.client.job import seconds_of
 from modelslab_provider.client.policy import PollPolicy
 
 #: every status an event may carry; anything else is a version skew and fails the resumed task
@@ -92,14 +93,6 @@ def compact_meta(value: Any) -> Any:
     return value
 
 
-def _seconds(value: Any) -> float | None:
-    if isinstance(value, timedelta):
-        value = value.total_seconds()
-    if isinstance(value, int | float) and not isinstance(value, bool) and value > 0:
-        return float(value)
-    return None
-
-
 def wait_deadline(
     timeout_deadline: float, timeout: Any, execution_timeout: Any, try_started: Any, now: float
 ) -> tuple[float, str]:
@@ -110,9 +103,9 @@ def wait_deadline(
     ``execution_timeout`` (what Airflow 2 did for every deferred task). ``try_started`` is when
     the try's first ``execute`` began (epoch seconds or a datetime; None means now).
     """
-    limit = f"timeout of {_seconds(timeout) or 0:.0f} s"
+    limit = f"timeout of {seconds_of(timeout) or 0:.0f} s"
     deadline = timeout_deadline
-    budget = _seconds(execution_timeout)
+    budget = seconds_of(execution_timeout)
     if budget is not None:
         if isinstance(try_started, datetime):
             started = try_started.timestamp()

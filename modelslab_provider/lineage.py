@@ -64,7 +64,8 @@ def report_video_job(hook: ModelsLabHook, *, endpoint: str, request_id: Any, url
             return
         from modelslab_provider.client.core import resolve_endpoint
 
-        _version, path = resolve_endpoint(endpoint)
+        # a path of its own (the Video Batch API's) is used as given
+        path = endpoint if endpoint.startswith("api/") else resolve_endpoint(endpoint)[1]
         base_url = hook.get_client_settings().base_url
         extra = {"request_id": str(request_id)} if request_id not in (None, "") else None
         collector.add_input_asset(context=hook, uri=f"{base_url}/{path}", asset_extra=extra)

@@ -176,6 +176,11 @@ class Decision:
     error: ModelsLabError | None = None
 
 
+#: seconds before a wait's deadline when its last poll is made (time for that fetch to answer), at
+#: most the poll policy's ``min_interval``
+LAST_POLL_LEAD = 1.0
+
+
 class DeadlineWait:
     """The deadline half of a wait (:class:`WaitTracker`, ``BatchWait``): no wait runs past it.
 
@@ -183,6 +188,7 @@ class DeadlineWait:
     """
 
     deadline: float | None
+    poll: PollPolicy
 
     def timeout_error(self, now: float) -> ModelsLabTimeoutError:
         raise NotImplementedError
@@ -193,14 +199,28 @@ class DeadlineWait:
     def _remaining(self, now: float) -> float | None:
         return None if self.deadline is None else self.deadline - now
 
-    def _wait(self, now: float, delay: float) -> Decision:
-        """Wait ``delay`` seconds, cut at the deadline; fail with the timeout once it has passed."""
+    def _cut(self, now: float, delay: float) -> float | None:
+        """``delay``, or less so the wait's last poll comes just before the deadline; None when past it.
+
+        A wait that would end at or after the deadline polls once more :data:`LAST_POLL_LEAD`
+        seconds before it (the fetch needs that time), so a video ready by then is seen. Once
+        less than that is left after a poll, the wait is over.
+        """
         remaining = self._remaining(now)
-        if remaining is not None:
-            if remaining <= 0:
-                return Decision(Action.FAIL, error=self.timeout_error(now))
-            delay = min(delay, remaining)
-        return Decision(Action.WAIT, delay=delay)
+        if remaining is None:
+            return delay
+        # never more ahead than the policy's shortest pause: a short budget still polls at its pace
+        lead = min(LAST_POLL_LEAD, self.poll.min_interval)
+        if remaining <= lead:
+            return None
+        return min(delay, remaining - lead)
+
+    def _wait(self, now: float, delay: float) -> Decision:
+        """Wait ``delay`` seconds, cut before the deadline; fail with the timeout once it is (nearly) past."""
+        cut = self._cut(now, delay)
+        if cut is None:
+            return Decision(Action.FAIL, error=self.timeout_error(now))
+        return Decision(Action.WAIT, delay=cut)
 
 
 @dataclass
@@ -288,9 +308,8 @@ class WaitTracker(DeadlineWait):
 
     def first_delay(self, now: float, jitter: float = 0.0) -> float:
         """How long to wait before the first poll after submission (``jitter`` as in ``next_delay``)."""
-        return self.poll.next_delay(
-            elapsed=now - self.started_at, eta=self.eta, remaining=self._remaining(now), jitter=jitter
-        )
+        delay = self.poll.next_delay(elapsed=now - self.started_at, eta=self.eta, jitter=jitter)
+        return self._cut(now, delay) or 0.0
 
     def timeout_error(self, now: float) -> ModelsLabTimeoutError:
         hit = f" when the task's {self.limit} ran out" if self.limit else ""

@@ -125,13 +125,17 @@ def ambiguous_submit_error(
 def make_track_id(dag_id: str, run_id: str, task_id: str, map_index: int, try_number: int) -> str:
     """A deterministic, URL-safe ``track_id`` (at most 64 characters) for one try of one task.
 
-    Readable as ``dag.task.run.map.try`` when that is short and safe; otherwise a readable
-    prefix plus a hash of all five parts, so two tries or two runs never share one.
+    Readable as ``dag.task.run.map.try``, unsafe characters replaced by ``_``, when that is
+    short enough; otherwise a readable prefix plus a hash of all five parts.
     """
     parts = [str(dag_id), str(task_id), str(run_id), f"m{map_index}", f"t{try_number}"]
     plain = ".".join(parts)
     if _TRACK_ID_RE.match(plain):
         return plain
+    # a UI run id ("manual__2026-12-06T10:00:00+00:00") stays readable with its ':' and '+' replaced
+    safe = _UNSAFE_RE.sub("_", plain).strip("._-")
+    if _TRACK_ID_RE.match(safe):
+        return safe
     digest = hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:16]
     prefix = _UNSAFE_RE.sub("_", f"{dag_id}.{task_id}").strip("._-")[:44]
     return f"{prefix}-{digest}" if prefix else digest

@@ -259,9 +259,12 @@ class ModelsLabClient(BaseClient):
         """Poll one batch once (free; transient failures retried)."""
         return self._send(*self.batch_fetch_call(batch_id, size))
 
-    def fetch_job(self, job: Mapping[str, Any]) -> list[EntryResult]:
-        """One poll of a batch task's job (a batch, or a single request standing in for one entry)."""
-        return self._send(*self.job_call(job))
+    def fetch_job(self, job: Mapping[str, Any], *, deadline: float | None = None) -> list[EntryResult]:
+        """One poll of a batch task's job (a batch, or a single request standing for one entry).
+
+        ``deadline`` bounds the call, retries included, as in :meth:`fetch`.
+        """
+        return self._send(*self.job_call(job), deadline)
 
     def wait_batches(
         self,
@@ -271,11 +274,13 @@ class ModelsLabClient(BaseClient):
         deadline: float | None = None,
         poll: PollPolicy | None = None,
         on_round: Callable[[BatchWait, float], None] | None = None,
+        limit: str | None = None,
     ) -> dict[str, tuple[EntryResult, ...]]:
         """Poll a batch task's jobs, one fetch per unfinished job per round, until every entry ends.
 
         Returns the final entries per job id; raises the typed error of a failed fetch or
-        :class:`ModelsLabTimeoutError` at ``deadline``. ``on_round`` hears each round and the next pause.
+        :class:`ModelsLabTimeoutError` at ``deadline``, which also cuts every fetch (``limit`` names
+        the limit that set it). ``on_round`` hears each round and the next pause.
         """
         tracker = BatchWait(
             jobs={j["id"]: j["size"] for j in jobs},
@@ -283,6 +288,7 @@ class ModelsLabClient(BaseClient):
             deadline=deadline,
             poll=poll or PollPolicy(),
             retry=self.retry,
+            limit=limit,
         )
         by_id = {j["id"]: j for j in jobs}
         delay = tracker.first_delay(self._clock())
@@ -292,7 +298,9 @@ class ModelsLabClient(BaseClient):
             errors: list[BaseException] = []
             for job_id in tracker.pending():
                 try:
-                    tracker.on_status(job_id, self.fetch_job(by_id[job_id]))
+                    tracker.on_status(job_id, self.fetch_job(by_id[job_id], deadline=deadline))
+                except ModelsLabTimeoutError:
+                    raise tracker.timeout_error(self._clock()) from None
                 except ModelsLabError as exc:
                     errors.append(exc)
             decision = tracker.next_round(self._clock(), errors)

@@ -1,7 +1,10 @@
-"""ModelsLabHook: turns an Airflow connection into ModelsLab client settings.
+"""ModelsLabHook: the ModelsLab video API through an Airflow connection, for operators and ``@task`` code.
 
-The hook only adapts the connection (key in the password, base URL in the host, options in the
-extra); requests, retries and response handling live in :mod:`modelslab_provider.client`.
+Public API (docs/hook.md): :meth:`~ModelsLabHook.text_to_video`, :meth:`~ModelsLabHook.image_to_video`
+(paid, submitted once), :meth:`~ModelsLabHook.get_video` (one free fetch),
+:meth:`~ModelsLabHook.wait_for_video`, :meth:`~ModelsLabHook.wallet_balance`, ``test_connection``.
+The connection is read in :mod:`.connection`; requests, retries and responses live in
+:mod:`modelslab_provider.client`.
 """
 
 from __future__ import annotations
@@ -9,121 +12,37 @@ from __future__ import annotations
 import asyncio
 import time
 import weakref
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
 
 from airflow.providers.common.compat.sdk import AirflowNotFoundException, BaseHook
 
 from modelslab_provider.client.core import (
     DEFAULT_CONN_ID,
-    DEFAULT_TIMEOUT,
     V6,
     Balance,
     ClientSettings,
-    Status,
     VideoResult,
-    is_loopback,
-    normalise_base_url,
 )
 from modelslab_provider.client.errors import (
     ModelsLabAuthError,
     ModelsLabConfigError,
     ModelsLabError,
-    ModelsLabNotFoundError,
-    ModelsLabTransientError,
     refused_key_message,
 )
 from modelslab_provider.connection_form import CONN_FIELDS, UI_FIELD_BEHAVIOUR
+from modelslab_provider.hooks.connection import (  # noqa: F401  (re-exported: older imports keep working)
+    base_url_from_connection,
+    missing_connection_message,
+    settings_from_connection,
+    unused_port,
+)
 
 if TYPE_CHECKING:
-    from airflow.sdk import Connection
-
     from modelslab_provider.client.aio import AsyncModelsLabClient
-    from modelslab_provider.client.batch import BatchStatus, BatchSubmitted, EntryResult
     from modelslab_provider.client.submit import SubmittedRequest
     from modelslab_provider.client.sync import ModelsLabClient
-
-
-def settings_from_connection(
-    conn: Connection, extra: Mapping[str, Any], *, name_connection: bool = True
-) -> ClientSettings:
-    """Build client settings from a connection, with errors that name the connection and field.
-
-    ``name_connection=False`` words the errors for the Test button, which checks a temporary copy
-    of the connection under a random id.
-    """
-    conn_id = getattr(conn, "conn_id", None) or "?"
-    this = f"Connection {conn_id!r}" if name_connection else "This connection"
-    key = conn.password or extra.get("api_key")
-    if not key or not str(key).strip():
-        raise ModelsLabConfigError(
-            f"{this} has no API key: put your ModelsLab API key in its password "
-            "field (labelled 'API Key' in the UI)."
-        )
-    try:
-        host = base_url_from_connection(conn)
-        # an empty form field means the default; 0 is a value (and is refused below, not replaced)
-        timeout = float(_given(extra.get("timeout"), DEFAULT_TIMEOUT))
-        retries = int(_given(extra.get("max_retries"), 4))
-    except ModelsLabConfigError as exc:
-        raise ModelsLabConfigError(f"{this}: {exc}") from None
-    except (TypeError, ValueError):
-        raise ModelsLabConfigError(
-            f"{this}: 'timeout' must be a number of seconds and 'max_retries' an integer."
-        ) from None
-    if not 1 <= retries <= 10:
-        raise ModelsLabConfigError(f"{this}: 'max_retries' must be between 1 and 10.")
-    try:
-        settings = ClientSettings(
-            api_key=str(key).strip(), base_url=host, timeout=timeout, max_retries=retries
-        )
-    except ModelsLabConfigError as exc:
-        raise ModelsLabConfigError(f"{this}: {exc}") from None
-    _refuse_cleartext(settings.base_url, extra.get("allow_plain_http"), this)
-    return settings
-
-
-def base_url_from_connection(conn: Connection) -> str:
-    """The Base URL (host), with the Port field appended when the Base URL has no port of its own.
-
-    A Base URL's own port wins over the Port field: the URL is what users copy from ModelsLab or
-    from the simulator's banner, while Port exists for Airflow's Test button (see connection_form).
-    """
-    host = (conn.host or "").strip()
-    if host and conn.port:
-        parts = urlsplit(normalise_base_url(host))
-        if parts.port is None:
-            host = f"{parts.scheme}://{parts.netloc}:{int(conn.port)}{parts.path}"
-    return host
-
-
-def unused_port(conn: Connection, base_url: str) -> int | None:
-    """The Port field's value when the address in ``base_url`` does not use it, else None."""
-    if not conn.port:
-        return None
-    parts = urlsplit(base_url)
-    used = parts.port or (443 if parts.scheme == "https" else 80)
-    return None if int(conn.port) == used else int(conn.port)
-
-
-def _refuse_cleartext(base_url: str, allowed: Any, this: str) -> None:
-    """The key travels in the request body: plain http is for loopback (the simulator) or by opt-in."""
-    parts = urlsplit(base_url)
-    if parts.scheme != "http" or is_loopback(parts.hostname or "") or _truthy(allowed):
-        return
-    raise ModelsLabConfigError(
-        f"{this}: the Base URL {base_url} uses plain http:// to another machine, which would send the "
-        "API key unencrypted. Change the Base URL (host) field to https://, or, on a trusted network "
-        "only, tick the extra field 'Allow plain http:// to a remote host' (allow_plain_http: true)."
-    )
-
-
-def _truthy(value: Any) -> bool:
-    if isinstance(value, str):
-        return value.strip().lower() in ("true", "1", "yes", "on")
-    return value is True
 
 
 #: seconds the triggerer reuses a connection's looked-up client settings (see ``settings_max_age``)
@@ -140,18 +59,6 @@ _lookups: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, asyncio
 def clear_settings_cache() -> None:
     """Forget every cached connection lookup (tests that change a connection call this)."""
     _settings_cache.clear()
-
-
-def _given(value: Any, default: Any) -> Any:
-    return default if value is None or (isinstance(value, str) and not value.strip()) else value
-
-
-def missing_connection_message(conn_id: str) -> str:
-    return (
-        f"Connection {conn_id!r} is not defined: create a connection of type 'modelslab' with your "
-        "ModelsLab API key in its password field (API Key), for example "
-        f'AIRFLOW_CONN_{conn_id.upper()}=\'{{"conn_type": "modelslab", "password": "<your key>"}}\'.'
-    )
 
 
 class ModelsLabHook(BaseHook):
@@ -286,72 +193,117 @@ class ModelsLabHook(BaseHook):
 
         return AsyncModelsLabClient(await self.aget_client_settings())
 
-    # ------------------------------------------------------------------ API
+    # ------------------------------------------------------------------ the public API (docs/hook.md)
+
+    def text_to_video(
+        self,
+        prompt: str,
+        *,
+        model_id: str | None = None,
+        negative_prompt: str | None = None,
+        api_version: str = V6,
+        endpoint: str | None = None,
+        track_id: str | None = None,
+        parameters: Mapping[str, Any] | None = None,
+    ) -> SubmittedRequest:
+        """Submit one paid text-to-video request (v6 ``text2video`` or v7 ``text-to-video``).
+
+        Sent at most once as far as anyone can tell (an ambiguous failure raises
+        :class:`ModelsLabAmbiguousSubmitError` naming ``track_id``, never a second submit).
+        Returns the submitted request: ``request_id``, ``track_id``, ``api_version``, ``eta``.
+        """
+        if not isinstance(prompt, str) or not prompt.strip():
+            raise ModelsLabConfigError(f"prompt must be a non-empty string, got {prompt!r}")
+        target = endpoint or ("text2video" if api_version == V6 else "text-to-video")
+        fields = {"prompt": prompt, "model_id": model_id, "negative_prompt": negative_prompt}
+        return self._typed_submit(target, fields, parameters, track_id, api_version)
+
+    def image_to_video(
+        self,
+        init_image: str | list[str],
+        *,
+        prompt: str | None = None,
+        model_id: str | None = None,
+        api_version: str = V6,
+        endpoint: str | None = None,
+        track_id: str | None = None,
+        parameters: Mapping[str, Any] | None = None,
+    ) -> SubmittedRequest:
+        """Submit one paid image-to-video request (v6 ``img2video`` or v7 ``image-to-video``).
+
+        The same rules and return value as :meth:`text_to_video`.
+        """
+        from modelslab_provider.client.submit import image_urls
+
+        if not image_urls(init_image):
+            raise ModelsLabConfigError(
+                f"init_image must be an image URL (or a list of URLs), got {init_image!r}"
+            )
+        target = endpoint or ("img2video" if api_version == V6 else "image-to-video")
+        fields = {"init_image": init_image, "prompt": prompt, "model_id": model_id}
+        return self._typed_submit(target, fields, parameters, track_id, api_version)
+
+    def _typed_submit(
+        self,
+        endpoint: str,
+        fields: Mapping[str, Any],
+        parameters: Mapping[str, Any] | None,
+        track_id: str | None,
+        api_version: str,
+    ) -> SubmittedRequest:
+        import uuid
+
+        from modelslab_provider.client.submit import typed_payload
+
+        body = typed_payload(endpoint, fields, parameters, api_version=api_version)
+        track = track_id or f"hook-{uuid.uuid4().hex[:16]}"
+        request, _ = self.client.submit_request(endpoint, body, track_id=track)
+        self.log.info(
+            "Submitted ModelsLab request %s to %s (track_id %s)",
+            request.request_id,
+            endpoint,
+            request.track_id,
+        )
+        return request
+
+    def get_video(self, request_id: Any, api_version: str = V6, fetch_url: str | None = None) -> VideoResult:
+        """One free fetch of a request: its status, and its output URLs once done."""
+        return self.client.fetch(request_id, api_version, fetch_url)
+
+    def wait_for_video(
+        self,
+        request_id: Any,
+        *,
+        timeout: float = 3600.0,
+        api_version: str = V6,
+        fetch_url: str | None = None,
+        poll_interval: float = 5.0,
+    ) -> VideoResult:
+        """Poll in this process until the video is done (ETA-aware); raises after ``timeout`` seconds.
+
+        A failed job raises :class:`ModelsLabJobFailedError`, the timeout
+        :class:`ModelsLabTimeoutError` (the job may still finish: ModelsLab has no cancel API).
+        """
+        from modelslab_provider.client.policy import PollPolicy
+
+        return self.client.wait(
+            request_id,
+            api_version=api_version,
+            fetch_url=fetch_url,
+            deadline=time.time() + timeout,
+            poll=PollPolicy(min_interval=poll_interval, max_interval=max(60.0, poll_interval)),
+            limit=f"timeout of {timeout:.0f} s",
+        )
+
+    def wallet_balance(self) -> Balance:
+        """The account's wallet balance (free)."""
+        return self.client.wallet_balance()
+
+    # ------------------------------------------------------------------ lower level (sensor, trigger)
 
     def submit(self, endpoint: str, payload: Mapping[str, Any]) -> VideoResult:
-        """Start a generation on ``endpoint`` (e.g. ``text2video`` or ``v7/text-to-video``)."""
+        """One paid call on ``endpoint`` as given (no ``track_id`` added); prefer the typed methods."""
         return self.client.submit(endpoint, payload)
-
-    def submit_request(
-        self, endpoint: str, payload: Mapping[str, Any], **kwargs: Any
-    ) -> tuple[SubmittedRequest, VideoResult]:
-        """The paid submit with its rules (never repeat an ambiguous failure, wait for a queue slot).
-
-        Arguments of :meth:`~modelslab_provider.client.sync.ModelsLabClient.submit_request`.
-        """
-        return self.client.submit_request(endpoint, payload, **kwargs)
-
-    def recheck_request(
-        self, stored: Any, fingerprint: str
-    ) -> tuple[str, SubmittedRequest | None, VideoResult | None]:
-        """What a new try does with the request an earlier try stored (at most one free fetch).
-
-        ``running`` (reconnect) or ``done`` (reuse its video), else a reason to submit anew:
-        ``unusable``, ``superseded`` (another server, endpoint or payload), ``not_found``, ``failed``.
-        An unreadable status counts as running: an unknown state is no reason to pay again.
-        """
-        from modelslab_provider.client.submit import SubmittedRequest
-
-        job = SubmittedRequest.from_dict(stored)
-        if job is None:
-            self.log.warning("Ignoring an unreadable stored ModelsLab request (%r)", stored)
-            return "unusable", None, None
-        rid = job.request_id
-        if job.fingerprint != fingerprint:
-            self.log.info(
-                "Stored ModelsLab request %s was made for another server, endpoint or payload; "
-                "submitting anew",
-                rid,
-            )
-            return "superseded", job, None
-        try:
-            result = self.fetch(rid, job.api_version, job.fetch_url)
-        except ModelsLabNotFoundError as exc:
-            self.log.warning("ModelsLab no longer knows request %s (%s); submitting anew", rid, exc)
-            return "not_found", job, None
-        except ModelsLabTransientError as exc:
-            self.log.warning("Could not check ModelsLab request %s (%s); reconnecting to it", rid, exc)
-            return "running", job, None
-        if result.status is Status.DONE:
-            return "done", job, result
-        if result.status is Status.FAILED:
-            self.log.warning(
-                "ModelsLab request %s from an earlier try ended with %s (%s); submitting anew",
-                rid,
-                result.raw_status,
-                result.message or "no message",
-            )
-            return "failed", job, result
-        self.log.info(
-            "ModelsLab request %s from an earlier try is still %s; reconnecting instead of submitting again",
-            rid,
-            result.raw_status,
-        )
-        return "running", job, result
-
-    def request_fingerprint(self, endpoint: str, payload: Mapping[str, Any]) -> str:
-        """What a stored request must match to be reused: server origin, endpoint and payload."""
-        return self.client.fingerprint(endpoint, payload)
 
     def fetch(
         self,
@@ -373,26 +325,6 @@ class ModelsLabHook(BaseHook):
     ) -> VideoResult:
         async with await self.aget_client() as client:
             return await client.fetch(request_id, api_version, fetch_url)
-
-    def wallet_balance(self) -> Balance:
-        return self.client.wallet_balance()
-
-    def submit_batch(self, body: Mapping[str, Any], **kwargs: Any) -> BatchSubmitted:
-        """Submit one Video Batch (paid; arguments of ``ModelsLabClient.submit_batch``)."""
-        return self.client.submit_batch(body, **kwargs)
-
-    def fetch_batch(self, batch_id: Any, size: int) -> BatchStatus:
-        return self.client.fetch_batch(batch_id, size)
-
-    def wait_batches(
-        self, jobs: Sequence[Mapping[str, Any]], **kwargs: Any
-    ) -> dict[str, tuple[EntryResult, ...]]:
-        """Poll a batch task's jobs in this process until all finish (``ModelsLabClient.wait_batches``)."""
-        return self.client.wait_batches(jobs, **kwargs)
-
-    async def afetch_batch(self, batch_id: Any, size: int) -> BatchStatus:
-        async with await self.aget_client() as client:
-            return await client.fetch_batch(batch_id, size)
 
     def test_connection(self) -> tuple[bool, str]:
         """Check the key with the free wallet-balance call; never creates paid work.

@@ -1,35 +1,26 @@
-"""What every ModelsLab operator shares: the connection, the wait settings, a failed submit's exception."""
+"""What every ModelsLab operator that pays for videos shares: its arguments and the engine's entry points.
+
+A subclass turns its arguments into a :class:`~modelslab_provider.jobs.engine.JobSpec`
+(:meth:`job_spec`) and the job's outcome into XCom (:meth:`publish`). Submitting, recording,
+reconnecting, waiting and the mapping of outcomes to exceptions all live in
+:mod:`modelslab_provider.jobs`, once for every operator.
+"""
 
 from __future__ import annotations
 
 from datetime import timedelta
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
-from airflow.providers.common.compat.sdk import (
-    AirflowException,
-    AirflowFailException,
-    BaseOperator,
-    conf,
-)
+from airflow.providers.common.compat.sdk import BaseOperator, conf
 
-from modelslab_provider.client.errors import (
-    ModelsLabAmbiguousSubmitError,
-    ModelsLabAuthError,
-    ModelsLabConfigError,
-    ModelsLabError,
-    ModelsLabJobFailedError,
-    ModelsLabNotFoundError,
-    ModelsLabRateLimitError,
-    ModelsLabRequestError,
-    refused_key_message,
-)
-from modelslab_provider.client.policy import PollPolicy, never_reached
-from modelslab_provider.client.submit import ambiguous_submit_error
+from modelslab_provider.client.policy import PollPolicy
 from modelslab_provider.hooks.modelslab import ModelsLabHook
 
-#: failures of a submit that ModelsLab answered with a refusal: nothing was queued
-_REFUSALS = (ModelsLabAuthError, ModelsLabRequestError, ModelsLabConfigError, ModelsLabNotFoundError)
+if TYPE_CHECKING:
+    from airflow.providers.common.compat.sdk import Context
+
+    from modelslab_provider.jobs.engine import JobSpec, Outcome, PaidJob
 
 
 def seconds(value: float | timedelta, name: str) -> float:
@@ -45,13 +36,19 @@ class ModelsLabBaseOperator(BaseOperator):
 
     :param modelslab_conn_id: the connection holding the API key.
     :param wait_for_completion: wait for the videos (default); with False the task returns right
-        after the submit, with the ids in XCom.
-    :param deferrable: wait in the triggerer instead of the worker; defaults to
-        ``[operators] default_deferrable``.
+        after the submit: its ``return_value`` is the request id (batch operator: the list of ids).
+    :param deferrable: wait in the triggerer instead of the worker (queue-full waits too);
+        defaults to ``[operators] default_deferrable``.
     :param poll_interval: the shortest pause between polls, in seconds.
     :param max_poll_interval: the longest pause between polls, in seconds.
-    :param timeout: the task's time budget per try (seconds or timedelta).
+    :param timeout: the task's time budget per try (seconds or timedelta), counted from the try's
+        start; with ``execution_timeout``, the earlier of the two ends every wait of the try.
+    :param durable: remember what a try paid for, so a new try checks it and reconnects instead
+        of paying again (``task_state_store`` on Airflow 3.3+, an Airflow Variable below).
     """
+
+    #: where the record of the job is kept; renaming it breaks in-flight retries
+    state_key: ClassVar[str] = "modelslab_job"
 
     def __init__(
         self,
@@ -62,6 +59,7 @@ class ModelsLabBaseOperator(BaseOperator):
         poll_interval: float = 5.0,
         max_poll_interval: float = 60.0,
         timeout: float | timedelta = 3600.0,
+        durable: bool = True,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -71,6 +69,8 @@ class ModelsLabBaseOperator(BaseOperator):
         self.poll_interval = seconds(poll_interval, "poll_interval")
         self.max_poll_interval = max(seconds(max_poll_interval, "max_poll_interval"), self.poll_interval)
         self.timeout = seconds(timeout, "timeout")
+        self.durable = durable
+        self._paid_job: PaidJob | None = None
 
     @cached_property
     def hook(self) -> ModelsLabHook:
@@ -84,29 +84,59 @@ class ModelsLabBaseOperator(BaseOperator):
             max_interval=self.max_poll_interval,
         )
 
-    def _paid_submit_failure(
-        self, exc: ModelsLabError, what: str, track_ids: str | None, note: str = ""
-    ) -> Exception:
-        """The Airflow exception of a failed paid submit: retryable only when nothing was submitted.
+    # ------------------------------------------------------------------ what a subclass says
 
-        ``what`` names the submit ("request to text2video"), ``track_ids`` what to look for in the
-        dashboard after an ambiguous failure, ``note`` is appended to every message.
-        """
-        if isinstance(exc, ModelsLabRateLimitError):  # the queue stayed full: nothing was queued
-            return AirflowException(f"{exc} (task timeout: {self.timeout:.0f} s){note}")
-        if never_reached(exc):
-            return AirflowException(
-                f"ModelsLab could not take the {what}: {exc}. Nothing was submitted, so a retry of this "
-                f"task is safe.{note}"
-            )
-        if isinstance(exc, ModelsLabAmbiguousSubmitError | ModelsLabJobFailedError):
-            return AirflowFailException(f"{exc}{note}")
-        if isinstance(exc, _REFUSALS):
-            text = (
-                refused_key_message(exc, self.modelslab_conn_id)
-                if isinstance(exc, ModelsLabAuthError)
-                else str(exc)
-            )
-            return AirflowFailException(f"{text.rstrip('.')}. The {what} was not submitted.{note}")
-        # a transient failure after the request may have arrived, or an answer that cannot be read
-        return AirflowFailException(f"{ambiguous_submit_error(what, exc, track_ids)}{note}")
+    def job_spec(self, context: Context) -> JobSpec:
+        """The job's submissions, built and validated from the rendered arguments."""
+        raise NotImplementedError
+
+    def publish(self, context: Context, outcome: Outcome) -> Any:
+        """Push the finished job's entries to XCom; return the task's ``return_value``."""
+        raise NotImplementedError
+
+    def submitted(self, outcome: Outcome) -> Any:
+        """``return_value`` with ``wait_for_completion=False``: what a downstream sensor waits for."""
+        return outcome.ids
+
+    # ------------------------------------------------------------------ entry points
+
+    def execute(self, context: Context) -> Any:
+        return self._outcome(context, self._job(context).run())
+
+    def execute_resubmit(
+        self,
+        context: Context,
+        event: Any = None,
+        *,
+        deadline: float | None = None,
+        limit: str | None = None,
+        rate_limit_attempts: int = 0,
+        jobs: list[dict[str, Any]] | None = None,
+    ) -> Any:
+        """Resume after a deferred queue-full wait: submit again, within the same try's deadline."""
+        job = self._job(context)
+        self.log.info("Submitting again after waiting for a queue slot")
+        outcome = job.run(
+            deadline=deadline, limit=limit, jobs=jobs, queue_attempts=rate_limit_attempts, resumed=True
+        )
+        return self._outcome(context, outcome)
+
+    def execute_complete(self, context: Context, event: Any = None) -> Any:
+        """Resume after the trigger: check the event and push the outputs."""
+        return self._outcome(context, self._job(context).complete(event))
+
+    def on_kill(self) -> None:
+        message = self._paid_job.running_message() if self._paid_job is not None else None
+        if message:
+            self.log.warning("%s", message)
+
+    def _job(self, context: Context) -> PaidJob:
+        from modelslab_provider.jobs.engine import PaidJob
+
+        self._paid_job = PaidJob(self, context, self.job_spec(context))
+        return self._paid_job
+
+    def _outcome(self, context: Context, outcome: Outcome) -> Any:
+        if not outcome.results:
+            return self.submitted(outcome)
+        return self.publish(context, outcome)

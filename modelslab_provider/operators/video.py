@@ -48,8 +48,8 @@ class ModelsLabVideoOperator(VideoJobOperator):
         this try unless the payload has one. Never the key: a ``key`` field is refused.
     :param modelslab_conn_id: the connection holding the API key.
     :param wait_for_completion: wait for the video (default). With False the task returns right
-        after the submit (XCom ``request_id``) for a downstream ``VideoFetchSensor``; its
-        ``return_value`` is then None.
+        after the submit; its ``return_value`` is then the request id (also in XCom
+        ``request_id``), so ``VideoFetchSensor(request_id=op.output)`` waits for it.
     :param deferrable: wait in the triggerer instead of the worker (also for queue-full waits);
         defaults to ``[operators] default_deferrable``.
     :param poll_interval: the shortest pause between polls, in seconds; above it, polls follow
@@ -61,15 +61,14 @@ class ModelsLabVideoOperator(VideoJobOperator):
     :param resubmit_on_ambiguous_failure: False (default): a submit that may have reached
         ModelsLab (5xx, read timeout, dropped connection) fails the task without retry, naming
         its ``track_id``. True: such a submit is sent again, which may pay twice.
-    :param durable: (Airflow 3.3+, from ``ResumableJobMixin``) remember the request in
-        ``task_state_store`` so a new try reconnects to it (README: "Retries, timeouts and who pays").
+    :param durable: remember the request (``task_state_store`` on Airflow 3.3+, an Airflow
+        Variable below) so a new try checks it and reconnects (docs: "Retries, timeouts and who pays").
     """
 
     template_fields: Sequence[str] = ("endpoint", "payload", "modelslab_conn_id")
     template_fields_renderers: ClassVar[dict[str, str]] = {"payload": "json"}
     operator_extra_links = (ModelsLabVideoLink(),)
     ui_color = "#efe6ff"
-    external_id_key = STATE_KEY
 
     def __init__(self, *, endpoint: str, payload: Mapping[str, Any] | None = None, **kwargs: Any) -> None:
         super().__init__(endpoint=endpoint, **kwargs)
@@ -250,6 +249,7 @@ class ModelsLabImageToVideoOperator(_TypedVideoOperator):
 
 
 __all__ = [
+    "STATE_KEY",
     "ModelsLabImageToVideoOperator",
     "ModelsLabTextToVideoOperator",
     "ModelsLabVideoLink",

@@ -28,6 +28,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--eta", type=float, default=None, help="reported eta (default: the duration)")
     parser.add_argument("--file-delay", type=float, default=0.0, help="seconds a file 404s after ready")
     parser.add_argument("--retry-after", type=float, default=2.0, help="wait reported by rate limits")
+    parser.add_argument(
+        "--batch-entry-limit",
+        type=float,
+        default=480.0,
+        help="seconds until an unfinished batch entry is failed and refunded (docs: 8 minutes)",
+    )
     parser.add_argument("--scenario", default="", help='default markers for every job, e.g. "polls=3"')
     parser.add_argument("--seed", type=int, default=None, help="seed for file names and timings")
     parser.add_argument("-v", "--verbose", action="store_true", help="log one line per request")
@@ -46,6 +52,7 @@ def config_from_args(args: argparse.Namespace) -> SimConfig:
         duration=duration,
         eta=args.eta,
         file_delay=args.file_delay,
+        batch_entry_limit=args.batch_entry_limit,
         retry_after=int(args.retry_after) if float(args.retry_after).is_integer() else args.retry_after,
         scenario=args.scenario,
     )

@@ -151,19 +151,31 @@ def fetch_batch(state: SimState, id_text: str, key: Any, base_url: str) -> Reply
     batch = state.batches.get(int(id_text)) if id_text.isdigit() else None
     if batch is None or batch.owner != key_digest(key):
         state.counters["batch_fetches_unknown"] += 1
-        return Reply(200, {"status": "failed", "message": "Batch not found"})
+        return _not_found()
     state.counters["batch_fetches"] += 1
     batch.polls += 1
+    # a batch fetch reports every entry: it counts as a poll of each (``polls=N`` entries end at
+    # the batch's Nth fetch, faulted or not, as a single job ends at its Nth fetch)
+    for job_id in batch.job_ids:
+        state.count_poll(state.jobs[job_id])
     sc = scenario_from(state.config.scenario, batch.scenario_markers)
     if sc.fault and batch.polls in sc.fault_on:
         state.counters["faults"] += 1
+        if sc.fault == "notfound":  # the batch is gone: the documented batch answer, not the single one
+            return _not_found()
         return state.fault_reply(sc.fault, sc, lambda: _answer(state, batch, base_url))
     return _answer(state, batch, base_url)
 
 
+def _not_found() -> Reply:
+    """An unknown batch id, or another account's (docs: fetch-video-batch, "Batch not found")."""
+    return Reply(200, {"status": "failed", "message": "Batch not found"})
+
+
 def _answer(state: SimState, batch: Batch, base_url: str) -> Reply:
     now = state.clock()
-    limit = state.config.batch_entry_limit
+    sc = scenario_from(state.config.scenario, batch.scenario_markers)
+    limit = sc.batch_limit if sc.batch_limit is not None else state.config.batch_entry_limit
     results: list[dict[str, Any]] = []
     output: list[str] = []
     running = succeeded = 0

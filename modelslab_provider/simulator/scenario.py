@@ -42,7 +42,7 @@ FAIL_TEXTS = {
 }
 
 _BOOL_KEYS = ("messege", "instant", "future_only", "output_str", "no_id", "string_id")
-_NUM_KEYS = ("duration", "eta", "slow_s", "file_delay", "file_ttl", "retry_after")
+_NUM_KEYS = ("duration", "eta", "slow_s", "file_delay", "file_ttl", "retry_after", "batch_limit")
 _INT_KEYS = ("polls", "empty_polls", "submit_fault_times")
 KNOWN_KEYS = frozenset(
     _BOOL_KEYS
@@ -81,6 +81,9 @@ class Scenario:
     no_id: bool = False
     string_id: bool = False
     fail_text: str | None = None
+    #: seconds after which this batch's unfinished entries are failed and refunded (overrides the
+    #: simulator's ``batch_entry_limit``, the documented 8 minutes, for one batch)
+    batch_limit: float | None = None
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-friendly view for ``/_sim/jobs``."""

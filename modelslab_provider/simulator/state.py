@@ -622,15 +622,19 @@ class SimState:
         if job.terminal_served:
             job.fetches_after_terminal += 1
             self.counters["fetches_after_terminal"] += 1
-        job.polls += 1
-        now = self.clock()
-        if sc.polls is not None and job.ready_at is None and sc.outcome != "never" and job.polls >= sc.polls:
-            job.ready_at = now
+        self.count_poll(job)
         if sc.fault and job.polls in sc.fault_on:
             self.counters["faults"] += 1
             kind = sc.fault.removesuffix("_after")  # on a fetch there is nothing to queue
             return self.fault_reply(kind, sc, lambda: self._fetch_answer(job, version, base_url))
         return self._fetch_answer(job, version, base_url)
+
+    def count_poll(self, job: Job) -> None:
+        """One more poll of ``job`` (a fetch, or a batch fetch reporting it); ``polls=N`` jobs end here."""
+        job.polls += 1
+        sc = job.scenario
+        if sc.polls is not None and job.ready_at is None and sc.outcome != "never" and job.polls >= sc.polls:
+            job.ready_at = self.clock()
 
     def _fetch_answer(self, job: Job, version: str, base_url: str) -> Reply:
         now = self.clock()

@@ -15,9 +15,10 @@ import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from modelslab_provider.client.batch import BatchWait
+from modelslab_provider.client.batch import BatchWait, EntryResult
 from modelslab_provider.client.core import DEFAULT_CONN_ID, V6, normalise_request_id
 from modelslab_provider.client.errors import ModelsLabConfigError, ModelsLabTimeoutError
+from modelslab_provider.client.job import describe
 from modelslab_provider.client.policy import Action
 from modelslab_provider.triggers.base import ModelsLabTrigger, ProgressLog
 
@@ -50,6 +51,8 @@ def check_jobs(jobs: Any) -> list[dict[str, Any]]:
                 # echoed in the event so the resumed task can put entries back in input order
                 "offset": int(job.get("offset") or 0),
                 "track_ids": [str(t) for t in job.get("track_ids") or []],
+                "number": int(job.get("number") or 0),
+                "submitted_at": job.get("submitted_at"),
             }
         )
     return out
@@ -63,6 +66,8 @@ class BatchFetchTrigger(ModelsLabTrigger[BatchWait]):
     :param started_at: wall-clock epoch seconds of the first submit.
     :param deadline: wall-clock epoch seconds after which a ``timeout`` event is sent.
     :param poll_policy: :meth:`PollPolicy.to_dict` output.
+    :param finished: final entries (``EntryResult.to_dict``) of jobs already finished, by job id.
+    :param limit: which of the task's limits set ``deadline``, named in the timeout message.
     """
 
     classpath = CLASSPATH
@@ -75,20 +80,34 @@ class BatchFetchTrigger(ModelsLabTrigger[BatchWait]):
         started_at: float | None = None,
         deadline: float | None = None,
         poll_policy: dict | None = None,
+        finished: dict[str, list[dict[str, Any]]] | None = None,
+        limit: str | None = None,
     ) -> None:
         super().__init__(modelslab_conn_id, started_at, deadline, poll_policy)
         self.jobs = check_jobs(jobs)
+        known = {job["id"] for job in self.jobs}
+        self.finished = {
+            str(k): [dict(e) for e in v if isinstance(e, Mapping)]
+            for k, v in (finished or {}).items()
+            if str(k) in known and isinstance(v, list)
+        }
+        self.limit = limit or None
 
     def own_kwargs(self) -> dict[str, Any]:
-        return {"jobs": [dict(job) for job in self.jobs]}
+        return {"jobs": [dict(job) for job in self.jobs], "finished": self.finished, "limit": self.limit}
 
     def tracker(self) -> BatchWait:
-        return BatchWait(
+        tracker = BatchWait(
             jobs={job["id"]: job["size"] for job in self.jobs},
             started_at=self.started_at,
             deadline=self.deadline,
             poll=self.poll_policy,
+            limit=self.limit,
         )
+        # submissions a new try found finished are not fetched again
+        for job_id, entries in self.finished.items():
+            tracker.finished[job_id] = tuple(EntryResult.from_dict(e) for e in entries)
+        return tracker
 
     def timeout_fields(self, tracker: BatchWait) -> dict[str, Any]:
         return {"finished": _finished(tracker)}
@@ -97,9 +116,8 @@ class BatchFetchTrigger(ModelsLabTrigger[BatchWait]):
         by_id = {job["id"]: job for job in self.jobs}
         delay = tracker.first_delay(time.time())
         self.log.info(
-            "Waiting for %d ModelsLab job(s) (%d entries) of connection %s; first poll in %.1f s",
-            len(self.jobs),
-            sum(job["size"] for job in self.jobs),
+            "Waiting for %s of connection %s; first poll in %.1f s",
+            describe([job["kind"] for job in self.jobs], [job["size"] for job in self.jobs]),
             self.modelslab_conn_id,
             delay,
         )
@@ -130,7 +148,7 @@ class BatchFetchTrigger(ModelsLabTrigger[BatchWait]):
             running = tracker.running()
             info = progress.is_info((len(tracker.finished), running), time.time(), notable=bool(errors))
             (self.log.info if info else self.log.debug)(
-                "ModelsLab jobs: %d of %d finished, %d entries running (round %d%s); next poll in %.1f s",
+                "ModelsLab: %d of %d submission(s) done, %d videos running (round %d%s); next poll in %.1f s",
                 len(tracker.finished),
                 len(self.jobs),
                 running,
@@ -143,8 +161,8 @@ class BatchFetchTrigger(ModelsLabTrigger[BatchWait]):
     def _success_event(self, tracker: BatchWait) -> dict[str, Any]:
         elapsed = round(time.time() - tracker.started_at, 3)
         self.log.info(
-            "All %d ModelsLab job(s) finished after %d rounds (%d fetches), %.0f s",
-            len(self.jobs),
+            "All %s finished after %d rounds (%d fetches), %.0f s",
+            describe([job["kind"] for job in self.jobs], [job["size"] for job in self.jobs]),
             tracker.rounds,
             tracker.fetches,
             elapsed,

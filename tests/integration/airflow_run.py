@@ -113,22 +113,36 @@ def run_dag_test(
     conf: dict[str, Any] | None = None,
     env: dict[str, str] | None = None,
     timeout: float = 300,
+    keep_on_timeout: bool = False,
 ) -> DagRunResult:
-    """``airflow dags test <dag_id> -f <dag_file>`` and the task states of the run it made."""
+    """``airflow dags test <dag_id> -f <dag_file>`` and the task states of the run it made.
+
+    With ``keep_on_timeout`` a run still going after ``timeout`` is killed and its result so far
+    returned (return code -1), so one stuck task does not hide the outcome of the others.
+    """
     cmd = [AIRFLOW, "dags", "test", dag_id, "-f", str(dag_file)]
     if conf is not None:
         cmd += ["-c", json.dumps(conf)]
     # ``dags test -f`` needs the file inside the DAGs folder (its bundle), so point the folder at it
     env = {"AIRFLOW__CORE__DAGS_FOLDER": str(Path(dag_file).resolve().parent), **(env or {})}
-    proc = subprocess.run(
-        cmd,
-        env=airflow_env(home, sim_url, **env),
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        cwd=home,
-    )
-    output = proc.stdout + proc.stderr
+    try:
+        proc = subprocess.run(
+            cmd,
+            env=airflow_env(home, sim_url, **env),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            cwd=home,
+        )
+        output, returncode = proc.stdout + proc.stderr, proc.returncode
+    except subprocess.TimeoutExpired as exc:
+        if not keep_on_timeout:
+            raise
+        parts = [
+            p.decode(errors="replace") if isinstance(p, bytes) else (p or "")
+            for p in (exc.stdout, exc.stderr)
+        ]
+        output, returncode = "".join(parts) + f"\n[dags test killed after {timeout:.0f} s]", -1
     with sqlite3.connect(home / "airflow.db") as db:
         row = db.execute(
             "SELECT run_id FROM dag_run WHERE dag_id=? ORDER BY id DESC LIMIT 1", (dag_id,)
@@ -141,7 +155,7 @@ def run_dag_test(
                 (dag_id, run_id),
             )
         }
-    return DagRunResult(dag_id, run_id, proc.returncode, output, home, states)
+    return DagRunResult(dag_id, run_id, returncode, output, home, states)
 
 
 # --------------------------------------------------------------------------- live components

@@ -98,7 +98,8 @@ def test_outcomes(sim: Simulator, airflow_home: Path) -> None:
 
     # submit only, then the sensor waits for that request id
     result.assert_state("submit_only", "success")
-    assert result.xcom("submit_only") is None
+    # wait_for_completion=False returns the request id: VideoFetchSensor(request_id=op.output) works
+    assert result.xcom("submit_only") == result.xcom("submit_only", "request_id")
     result.assert_state("wait_submit_only", "success")
     assert result.xcom("wait_submit_only")[0].endswith(".mp4")
 

@@ -108,12 +108,12 @@ def test_defaults_sent_under_entries_and_entry_wins() -> None:
 
 def test_every_entry_carries_its_track_id() -> None:
     entries = [{"prompt": "a", "track_id": "own"}, {"prompt": "b"}, {"prompt": "c"}]
-    ids = b.effective_track_ids(entries, None, None, seed="dag/run/task/-1")
+    ids = b.effective_track_ids(entries, None, None, seed="dag/run/task/-1", prefix="dag.task")
     assert ids[0] == "own"
-    assert ids[1] == b.derive_track_id("dag/run/task/-1", 1)
+    assert ids[1] == b.derive_track_id("dag/run/task/-1", 1, "dag.task")
     assert ids[1] != ids[2]
     # deterministic: the same task instance derives the same ids on every try
-    assert b.effective_track_ids(entries, None, None, seed="dag/run/task/-1") == ids
+    assert b.effective_track_ids(entries, None, None, seed="dag/run/task/-1", prefix="dag.task") == ids
     assert b.effective_track_ids(entries, None, None, seed="dag/run2/task/-1")[1] != ids[1]
     body = b.build_batch_body("wan2.2", _plan(entries, ids))
     assert [r["track_id"] for r in body["requests"]] == ids

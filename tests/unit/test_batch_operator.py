@@ -84,7 +84,7 @@ def test_sync_batch_results_in_input_order(sim: Simulator) -> None:
     assert body["webhook"] == "https://hooks.example/ml"
     assert [e["prompt"] for e in body["requests"]] == inputs
     assert [e["track_id"] for e in body["requests"]] == [
-        derive_track_id("dag/run/generate/-1", i) for i in range(4)
+        derive_track_id("dag/run/generate/-1", i, "dag.generate") for i in range(4)
     ]
     batch_id = ti.xcom["batch_ids"][0]
     batch = sim.batches()[batch_id]
@@ -132,14 +132,16 @@ def test_one_failed_entry_fails_the_task_after_all_finished(sim: Simulator) -> N
     assert results[2]["urls"]
 
 
-def test_partial_failure_allowed_gives_none(sim: Simulator) -> None:
+def test_partial_failure_allowed_returns_the_successful_inputs_only(sim: Simulator) -> None:
+    """Issue 22.7: return_value maps one downstream task per video; 'results' keeps every input."""
     inputs = prompts(3)
-    inputs[2] = "shot 2 [sim:duration=0.2 outcome=failed]"
-    urls = op(prompts=inputs, allow_partial_failure=True).execute(context())
-    assert urls is not None
-    assert urls[2] is None
-    assert urls[0]
-    assert urls[1]
+    inputs[1] = "shot 1 [sim:duration=0.2 outcome=failed]"
+    ctx = context()
+    urls = op(prompts=inputs, allow_partial_failure=True).execute(ctx)
+    results = ctx["ti"].xcom["results"]
+    assert [r["status"] for r in results] == ["success", "failed", "success"]
+    assert urls == [results[0]["urls"], results[2]["urls"]]
+    assert all(u for u in urls)
 
 
 def test_entry_past_the_batch_limit_is_failed_and_refunded(sim: Simulator) -> None:
@@ -149,7 +151,7 @@ def test_entry_past_the_batch_limit_is_failed_and_refunded(sim: Simulator) -> No
     ctx = context()
     urls = op(prompts=inputs, allow_partial_failure=True).execute(ctx)
     assert urls is not None
-    assert urls[0] is None
+    assert len(urls) == 2
     first = ctx["ti"].xcom["results"][0]
     assert first["status"] == "failed"
     assert first["refunded"] is True
@@ -162,7 +164,7 @@ def test_submit_5xx_is_not_repeated_and_names_the_track_ids(sim: Simulator) -> N
     with pytest.raises(AirflowFailException, match="may or may not have been accepted") as info:
         op(prompts=inputs).execute(context())
     assert len(batch_submits(sim)) == 1  # exactly one paid call
-    assert derive_track_id("dag/run/generate/-1", 2) in str(info.value)
+    assert derive_track_id("dag/run/generate/-1", 2, "dag.generate") in str(info.value)
 
 
 def test_submit_429_is_repeated_once_the_queue_has_room(sim: Simulator) -> None:
@@ -315,7 +317,7 @@ def test_a_queue_that_stays_full_fails_retryably_within_the_timeout(sim: Simulat
 def test_a_single_submit_failing_ambiguously_names_its_track_id(sim: Simulator) -> None:
     with pytest.raises(AirflowFailException, match="may or may not have been accepted") as info:
         op(prompts=prompts(2, "duration=0.2 submit_fault=503")).execute(context())
-    assert derive_track_id("dag/run/generate/-1", 0) in str(info.value)
+    assert derive_track_id("dag/run/generate/-1", 0, "dag.generate") in str(info.value)
     assert [p for p in paths(sim) if "fetch" not in p] == ["/api/v6/video/text2video_ultra"]
 
 
@@ -331,7 +333,7 @@ def test_a_batch_wait_logs_progress_at_info_only_on_news(
     levels = Levels()
     monkeypatch.setattr(BatchFetchTrigger, "log", property(lambda self: levels))
     assert run_trigger(deferred.value.trigger)["status"] == "success"  # type: ignore[arg-type]
-    rounds = [(lvl, text) for lvl, text in levels.lines if text.startswith("ModelsLab jobs:")]
+    rounds = [(lvl, text) for lvl, text in levels.lines if text.startswith("ModelsLab: ")]
     info = [text for lvl, text in rounds if lvl == "info"]
     assert len(rounds) >= 5, levels.lines
     # the first round, and the one whose fetch failed; every other round said nothing new

@@ -33,6 +33,7 @@ from modelslab_provider.client.errors import (
     ModelsLabTransientError,
 )
 from modelslab_provider.client.policy import (
+    LAST_POLL_LEAD,
     Action,
     PollPolicy,
     RetryPolicy,
@@ -519,11 +520,12 @@ def test_the_async_client_imports_neither_the_sync_client_nor_requests() -> None
 
 def test_wait_tracker_never_fails_on_transient_errors_only_at_the_deadline() -> None:
     tracker = WaitTracker(request_id="5", started_at=0.0, deadline=100.0, poll=PollPolicy(min_interval=1))
-    for now in (1.0, 10.0, 50.0, 99.0):
+    for now in (1.0, 10.0, 50.0, 98.5):
         decision = tracker.on_error(ModelsLabTransientError("502"), now, jitter=0.5)
         assert decision.action is Action.WAIT
-        assert 0 < decision.delay <= 100.0 - now
-    decision = tracker.on_error(ModelsLabTransientError("502"), 100.0)
+        # the last poll comes LAST_POLL_LEAD before the deadline, never at or after it
+        assert 0 < decision.delay <= 100.0 - LAST_POLL_LEAD - now
+    decision = tracker.on_error(ModelsLabTransientError("502"), 100.0 - LAST_POLL_LEAD)
     assert decision.action is Action.FAIL
     assert isinstance(decision.error, ModelsLabTimeoutError)
     assert "5" in str(decision.error)

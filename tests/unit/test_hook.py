@@ -218,14 +218,13 @@ def test_a_refused_key_reads_the_same_on_the_test_button_and_in_a_failed_task(
 ) -> None:
     """One wording (issue 17): the Test button, the operators, the sensor and the trigger."""
     from modelslab_provider.client.errors import ModelsLabAuthError
-    from modelslab_provider.operators.video import ModelsLabTextToVideoOperator
+    from modelslab_provider.events import failure
     from modelslab_provider.triggers.video import error_message
 
     set_json(monkeypatch, password="invalid-key-wording", host=sim.url)
     _, on_test_button = ModelsLabHook(CONN_ID).test_connection()
     refused = ModelsLabAuthError("ModelsLab refused the API key: Invalid API key")
-    operator = ModelsLabTextToVideoOperator(task_id="t", prompt="p", modelslab_conn_id=CONN_ID)
-    in_task = str(operator._failure(refused))
+    in_task = str(failure(refused, CONN_ID))
     in_trigger = error_message(refused, CONN_ID)
     advice = "ModelsLab refused the API key: Invalid API key. Check the API Key (password field) of {}."
     assert on_test_button.startswith(advice.format("this connection"))
@@ -361,24 +360,31 @@ async def test_async_missing_connection_names_it() -> None:
         await ModelsLabHook("modelslab_async_nowhere").aget_client_settings()
 
 
-def test_paid_submit_and_recheck_through_the_hook(monkeypatch: pytest.MonkeyPatch, sim: Simulator) -> None:
-    """The hook's paid submit records the request; a later try's recheck decides reuse or resubmit."""
+def test_the_hooks_public_api_submits_once_fetches_and_waits(
+    monkeypatch: pytest.MonkeyPatch, sim: Simulator
+) -> None:
+    """Issue 25: typed paid submits with a track_id, one free fetch, a wait, the balance (docs/hook.md)."""
     set_json(monkeypatch, password=KEY, host=sim.url)
     hook = ModelsLabHook(CONN_ID)
-    payload = {"prompt": "a hook dog [sim:polls=2 eta=1]"}
-    job, result = hook.submit_request("text2video", payload, track_id="d.t.r.m-1.t1")
-    assert job.request_id == result.request_id
-    assert job.track_id == "d.t.r.m-1.t1"
-    fingerprint = hook.request_fingerprint("text2video", payload)
-    assert job.fingerprint == fingerprint
-    stored = job.to_dict()
-    assert KEY not in str(stored)
-    assert hook.recheck_request(stored, fingerprint)[0] == "running"
-    assert hook.recheck_request(stored, fingerprint)[0] == "done"  # ready at the 2nd fetch
-    assert hook.recheck_request(stored, "0" * 32)[:2] == ("superseded", job)
-    unknown = {**stored, "request_id": "999999999", "fetch_url": None}
-    assert hook.recheck_request(unknown, fingerprint)[0] == "not_found"
-    assert hook.recheck_request({"request_id": 5}, fingerprint) == ("unusable", None, None)
+    job = hook.text_to_video("a hook dog [sim:polls=2 eta=1]", track_id="my-campaign-1")
+    assert job.track_id == "my-campaign-1"
+    assert job.api_version == "v6"
+    assert KEY not in str(job.to_dict())
+    sent = next(r["body"] for r in sim.requests() if "a hook dog" in str(r.get("body")))
+    assert sent["track_id"] == "my-campaign-1"
+    assert sent["model_id"] == "wan2.2"  # the documented default
+    assert hook.get_video(job.request_id).status is Status.RUNNING  # one free fetch
+    done = hook.wait_for_video(job.request_id, timeout=30, poll_interval=0.05)
+    assert done.status is Status.DONE
+    assert done.urls
+    image = hook.image_to_video("https://example.com/cat.png", prompt="turns its head")
+    assert image.track_id.startswith("hook-")  # a track_id is always sent
+    assert sum(1 for r in sim.requests() if "turns its head" in str(r.get("body"))) == 1
+    with pytest.raises(ModelsLabConfigError, match="prompt must be a non-empty string"):
+        hook.text_to_video("  ")
+    assert hook.wallet_balance() is not None
+    for internal in ("recheck_request", "request_fingerprint", "submit_request", "submit_batch"):
+        assert not hasattr(hook, internal), internal
 
 
 # --------------------------------------------------------------------------- the triggerer's lookup cache

@@ -100,8 +100,19 @@ ALLOWED: dict[str, tuple[str, ...]] = {
     f"{P}.lineage": ("airflow", f"{P}.client", f"{P}.hooks"),
     f"{P}.triggers": ("airflow", f"{P}.client", f"{P}.hooks", f"{P}.events"),
     f"{P}.sensors": ("airflow", f"{P}.client", f"{P}.hooks", f"{P}.events", f"{P}.triggers"),
+    # the paid-job engine: below the operators, above the hook and the triggers
+    f"{P}.jobs": (
+        "airflow",
+        f"{P}.client",
+        f"{P}.hooks",
+        f"{P}.events",
+        f"{P}.lineage",
+        f"{P}.triggers",
+        f"{P}.version_compat",
+    ),
     f"{P}.operators": (
         "airflow",
+        f"{P}.jobs",
         f"{P}.client",
         f"{P}.download",
         f"{P}.hooks",

@@ -42,6 +42,7 @@ NOT_TEMPLATED = {
     "timeout": "seconds or a timedelta, validated when the DAG is parsed",
     "resubmit_on_ambiguous_failure": "may pay twice: a choice made in the DAG file, never by a run's params",
     "allow_partial_failure": "a bool; a rendered 'False' string would be true",
+    "durable": "a bool that decides whether a retry may pay again: a choice made in the DAG file",
     "max_bytes": "a size guard, validated when the DAG is parsed",
     "asset": "an outlet: Airflow needs it when the DAG is parsed",
     "download_attempts": "validated when the DAG is parsed",

@@ -6,8 +6,8 @@ No I/O, no clock, no Airflow import; the package docstring lists what ModelsLab 
 from __future__ import annotations
 
 import hashlib
-import json
 import math
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -40,6 +40,7 @@ BATCH_PRICE_FACTOR = 0.5
 BATCH_ENTRY_LIMIT_MINUTES = 8
 
 _TRACK_ID_MAX = 128
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 
 # --------------------------------------------------------------------------- chunking
@@ -78,14 +79,16 @@ def chunk(items: Sequence[Any], sizes: Sequence[int]) -> list[list[Any]]:
 # --------------------------------------------------------------------------- request building
 
 
-def derive_track_id(seed: str, index: int) -> str:
+def derive_track_id(seed: str, index: int, prefix: str = "") -> str:
     """A deterministic track id for input ``index`` of a task (``seed`` names the task instance).
 
     The same task instance and input always get the same id, so a user can find an entry in the
-    ModelsLab dashboard or a webhook log after an ambiguous failure.
+    ModelsLab dashboard or a webhook log after an ambiguous failure; ``prefix`` (the DAG and
+    task, unsafe characters replaced) keeps it readable there.
     """
     digest = hashlib.sha256(seed.encode()).hexdigest()[:16]
-    return f"airflow-{digest}-{index}"
+    readable = _UNSAFE.sub("_", prefix).strip("._-")[:60] or "airflow"
+    return f"{readable}-{digest}-{index}"
 
 
 def _check_no_secrets(value: Mapping[str, Any], where: str) -> None:
@@ -182,11 +185,12 @@ def effective_track_ids(
     defaults: Mapping[str, Any] | None,
     track_id: str | None,
     seed: str,
+    prefix: str = "",
 ) -> list[str]:
     """Each input's track id: its own, else ``defaults``', else the top-level one, else derived."""
     out: list[str] = []
     for i, entry in enumerate(entries):
-        value = merged_entry(entry, defaults).get("track_id") or track_id or derive_track_id(seed, i)
+        value = merged_entry(entry, defaults).get("track_id") or track_id or derive_track_id(seed, i, prefix)
         text = str(value).strip()
         if not text or len(text) > _TRACK_ID_MAX:
             raise ModelsLabConfigError(
@@ -299,10 +303,14 @@ class PlannedSubmit:
     offset: int
     size: int
     track_ids: tuple[str, ...]
+    #: how log lines and errors name the submit, when not by its inputs ("request to text2video")
+    label: str = ""
 
     @property
     def what(self) -> str:
         """The submit as a user reads it in a log line or an error."""
+        if self.label:
+            return self.label
         if self.kind == "batch":
             return f"batch for inputs {self.offset}..{self.offset + self.size - 1}"
         return f"request for input {self.offset}"
@@ -314,6 +322,7 @@ class PlannedSubmit:
         return {
             "id": job_id,
             "kind": self.kind,
+            "endpoint": self.endpoint,
             "size": self.size,
             "offset": self.offset,
             "track_ids": list(self.track_ids),
@@ -357,44 +366,11 @@ def plan_submits(
     out = []
     for i, (entry, tid) in enumerate(zip(entries, track_ids, strict=True)):
         endpoint = single_endpoint(model, entry)
-        body = {**merged_entry(entry, defaults), "model_id": model, "track_id": tid}
-        validate_entry(body, i, model)
+        merged = merged_entry(entry, defaults)
+        # checked before model_id is set: an entry naming another model is refused, as in a batch
+        validate_entry(merged, i, model)
+        body = {**merged, "model_id": model, "track_id": tid}
         if webhook:
             body["webhook"] = webhook
         out.append(PlannedSubmit(i, "single", endpoint, body, i, 1, (tid,)))
-    return out
-
-
-def inputs_fingerprint(
-    model_id: str,
-    entries: Sequence[Mapping[str, Any]],
-    track_ids: Sequence[str],
-    defaults: Mapping[str, Any] | None,
-    webhook: str | None,
-) -> str:
-    """What stored jobs must match to be reused by a new try: the same inputs, to the letter."""
-    canonical = json.dumps(
-        {
-            "model": model_id,
-            "entries": list(entries),
-            "defaults": defaults,
-            "track_ids": list(track_ids),
-            "webhook": webhook,
-        },
-        sort_keys=True,
-        default=str,
-    )
-    return hashlib.sha256(canonical.encode()).hexdigest()[:32]
-
-
-def jobs_from_record(value: Any, fingerprint: str) -> dict[int, dict[str, Any]] | None:
-    """The jobs of a stored record by submit number; None when they were made for other inputs."""
-    if not isinstance(value, Mapping) or not isinstance(value.get("jobs"), list):
-        return {}
-    if value.get("fingerprint") != fingerprint:
-        return None
-    out: dict[int, dict[str, Any]] = {}
-    for job in value["jobs"]:
-        if isinstance(job, Mapping) and isinstance(job.get("number"), int) and job.get("id"):
-            out[job["number"]] = dict(job)
     return out

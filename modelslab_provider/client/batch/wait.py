@@ -6,9 +6,10 @@ Pure: callers pass the time and jitter in, and do the fetching and sleeping them
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from modelslab_provider.client.batch.results import EntryResult
+from modelslab_provider.client.core import Status
 from modelslab_provider.client.errors import ModelsLabError, ModelsLabTimeoutError, ModelsLabTransientError
 from modelslab_provider.client.policy import Action, DeadlineWait, Decision, PollPolicy, RetryPolicy
 
@@ -31,6 +32,26 @@ class BatchWait(DeadlineWait):
     fetches: int = 0
     transient_errors: int = 0
     latest: dict[str, tuple[EntryResult, ...]] = field(default_factory=dict)
+    #: polls in a row in which an entry said ``success`` without a URL, by (job id, entry index)
+    empty_successes: dict[tuple[str, int], int] = field(default_factory=dict)
+    #: which limit set ``deadline`` (e.g. "execution_timeout of 20 s"), named in the timeout error
+    limit: str | None = None
+
+    def _cap_empty_success(self, job_id: str, entry: EntryResult) -> EntryResult:
+        """An entry saying ``success`` with no URL fails after the policy's cap, as a single video does."""
+        key = (job_id, entry.index)
+        if entry.is_terminal or entry.raw_status.lower() != "success":
+            self.empty_successes.pop(key, None)
+            return entry
+        seen = self.empty_successes[key] = self.empty_successes.get(key, 0) + 1
+        if seen <= self.poll.max_empty_success_polls:
+            return entry
+        return replace(
+            entry,
+            status=Status.FAILED,
+            message=f"ModelsLab reported this video as successful but sent no output URL in {seen} polls; "
+            "check it in your ModelsLab dashboard.",
+        )
 
     def pending(self) -> list[str]:
         return [job_id for job_id in self.jobs if job_id not in self.finished]
@@ -38,6 +59,7 @@ class BatchWait(DeadlineWait):
     def on_status(self, job_id: str, entries: Sequence[EntryResult]) -> None:
         self.fetches += 1
         size = self.jobs[job_id]
+        entries = [self._cap_empty_success(job_id, e) for e in entries]
         self.latest[job_id] = tuple(entries)
         if len(entries) == size and all(e.is_terminal for e in entries):
             self.finished[job_id] = tuple(entries)
@@ -62,17 +84,17 @@ class BatchWait(DeadlineWait):
 
     def first_delay(self, now: float) -> float:
         """Batches have no documented ETA: the first poll comes after the policy's shortest pause."""
-        remaining = self._remaining(now)
-        delay = self.poll.min_interval
-        return max(min(delay, remaining), 0.0) if remaining is not None else delay
+        return self._cut(now, self.poll.min_interval) or 0.0
 
     def running(self) -> int:
         """Entries of unfinished jobs that were still running at their last fetch."""
         return sum(1 for job_id in self.pending() for e in self.latest.get(job_id, ()) if not e.is_terminal)
 
     def timeout_error(self, now: float) -> ModelsLabTimeoutError:
+        hit = f" when the task's {self.limit} ran out" if self.limit else ""
         return ModelsLabTimeoutError(
-            f"ModelsLab batches {', '.join(self.pending())} were not finished after "
-            f"{now - self.started_at:.0f} s ({self.rounds} polling rounds, {self.running()} entries still "
-            "running); ModelsLab fails and refunds batch entries unfinished 8 minutes after submission."
+            f"ModelsLab jobs {', '.join(self.pending())} were not finished after "
+            f"{now - self.started_at:.0f} s{hit} ({self.rounds} polling rounds, {self.running()} videos "
+            "still running); ModelsLab fails and refunds batch entries unfinished 8 minutes after "
+            "submission."
         )

@@ -24,13 +24,16 @@ if str(REPO) not in sys.path:  # the spec lives in the test package, next to the
     sys.path.insert(0, str(REPO))
 
 from modelslab_provider.client.policy import PollPolicy  # noqa: E402
+from modelslab_provider.operators.batch import ModelsLabVideoBatchOperator  # noqa: E402
 from modelslab_provider.operators.storage import ModelsLabStoreVideosOperator  # noqa: E402
 from modelslab_provider.operators.video import ModelsLabTextToVideoOperator  # noqa: E402
 from modelslab_provider.sensors.video import VideoFetchSensor  # noqa: E402
 from tests.integration.reliability.matrix import (  # noqa: E402
     COLUMN,
     DAG_SPECS,
+    FAULT,
     DagSpec,
+    batch_prompts,
     prompt,
     store_task_id,
     task_id,
@@ -93,22 +96,40 @@ def build(spec: DagSpec) -> DAG:
                 assert submit is not None
                 submit >> cell
             else:
-                cell = ModelsLabTextToVideoOperator(
-                    task_id=tid,
-                    prompt=prompt(spec.dag_id, fault, column),
-                    deferrable=COLUMN[column].deferred,
-                    poll_interval=spec.pace,
-                    max_poll_interval=max(2.0, 2 * spec.pace),
-                    timeout=spec.timeout,
+                row = FAULT[fault]
+                kwargs: dict[str, Any] = {
+                    "task_id": tid,
+                    "deferrable": COLUMN[column].deferred,
+                    "poll_interval": spec.pace,
+                    "max_poll_interval": max(2.0, 2 * spec.pace),
+                    "timeout": spec.timeout,
                     **extra,
-                )
+                    **row.task_kwargs,
+                }
+                if "execution_timeout" in kwargs:
+                    kwargs["execution_timeout"] = timedelta(seconds=kwargs["execution_timeout"])
+                if COLUMN[column].kind == "batch":
+                    cell = ModelsLabVideoBatchOperator(
+                        model_id="wan2.2",
+                        prompts=batch_prompts(spec.dag_id, fault, column),
+                        allow_partial_failure=row.partial_store,
+                        **kwargs,
+                    )
+                else:
+                    cell = ModelsLabTextToVideoOperator(prompt=prompt(spec.dag_id, fault, column), **kwargs)
+                if row.partial_store:  # the docs' pattern: one copy task per successful input
+                    ModelsLabStoreVideosOperator.partial(
+                        task_id=store_task_id(fault, column),
+                        destination=f"file://{STORE_DIR}/{spec.dag_id}/partial/",
+                        retries=0,
+                    ).expand(urls=cell.output)
             if fault == "file_404":
                 store = ModelsLabStoreVideosOperator(
                     task_id=store_task_id(fault, column),
                     urls=cell.output,
                     destination=f"file://{STORE_DIR}/{spec.dag_id}/",
                     request_id=None,
-                    download_attempts=8,
+                    download_attempts=12,
                     retry_initial_delay=0.5,
                     retry_max_delay=1.0,
                 )

@@ -33,28 +33,36 @@ class DiesOnce(ModelsLabTextToVideoOperator):
 
     def execute(self, context: Any) -> Any:
         self._dies = context["ti"].try_number == 1
+        if self._dies and self.dies_at == "poll":
+            fetch = self.hook.client.fetch
+
+            def fetch_then_die(*args: Any, **kwargs: Any) -> Any:
+                result = fetch(*args, **kwargs)
+                self._die("poll")
+                return result
+
+            self.hook.client.fetch = fetch_then_die  # type: ignore[method-assign]
         return super().execute(context)
 
     def _die(self, where: str) -> None:
         if where != self.dies_at or not getattr(self, "_dies", False):
             return
-        assert self._job is not None
+        assert self._paid_job is not None
+        assert self._paid_job.jobs
+        request_id = self._paid_job.jobs[0]["id"]
         if self.job_fails_meanwhile:
             base = self.hook.client.settings.base_url
-            self.hook.client.session.post(f"{base}/_sim/jobs/{self._job.request_id}/fail", timeout=5)
-        raise RuntimeError(f"simulated worker death ({where}) for request {self._job.request_id}")
+            self.hook.client.session.post(f"{base}/_sim/jobs/{request_id}/fail", timeout=5)
+        raise RuntimeError(f"simulated worker death ({where}) for request {request_id}")
 
-    def _log_progress(self, tracker: Any, result: Any, error: Any) -> None:
-        super()._log_progress(tracker, result, error)
-        self._die("poll")
+    def defer(self, *args: Any, **kwargs: Any) -> Any:
+        if kwargs.get("method_name") == "execute_complete":
+            self._die("defer")
+        return super().defer(*args, **kwargs)
 
-    def _defer_wait(self, job: Any) -> Any:
-        self._die("defer")
-        return super()._defer_wait(job)
-
-    def _publish_result(self, context: Any, urls: list[str], details: Any) -> list[str]:
+    def publish(self, context: Any, outcome: Any) -> Any:
         self._die("result")
-        return super()._publish_result(context, urls, details)
+        return super().publish(context, outcome)
 
 
 with DAG(

@@ -20,8 +20,9 @@ sensor, trigger or operator wait loop, so both layers are exercised.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 #: connection extra used by every matrix run
 CLIENT_TIMEOUT = 5
@@ -45,11 +46,20 @@ COLUMNS = (
     Column("deferrable", "Sensor deferrable", "sensor", True),
     Column("op_sync", "Operator sync", "operator", False),
     Column("op_deferred", "Operator deferred", "operator", True),
+    Column("batch_sync", "Batch operator sync", "batch", False),
+    Column("batch_deferred", "Batch operator deferred", "batch", True),
 )
 COLUMN_KEYS = tuple(c.key for c in COLUMNS)
 COLUMN = {c.key: c for c in COLUMNS}
 DEFERRED = tuple(c.key for c in COLUMNS if c.deferred)
+#: the single-video operator's columns
 OPERATORS = tuple(c.key for c in COLUMNS if c.kind == "operator")
+BATCHES = tuple(c.key for c in COLUMNS if c.kind == "batch")
+#: every column whose task submits (and pays for) its own work
+PAYING = OPERATORS + BATCHES
+SINGLE = tuple(c.key for c in COLUMNS if c.kind != "batch")
+#: how many prompts a batch cell sends (one batch)
+BATCH_INPUTS = 3
 
 #: how a row is run: in one ``airflow dags test`` per column, against a simulator process the
 #: test stops and restarts, or under a real scheduler + triggerer whose triggerer is restarted
@@ -80,6 +90,21 @@ class Fault:
     #: the fault hits the paid submit: the task never learns the id of the job the simulator
     #: created, so the test finds it in the simulator's request log (and pushes no request_id)
     on_submit: bool = False
+    #: a failure a retry may fix (plain ``AirflowException``); the cell's task gets ``retries=0``
+    retryable: bool = False
+    #: operator arguments of the row's cells (seconds for ``execution_timeout``)
+    task_kwargs: dict[str, Any] = field(default_factory=dict)
+    #: batch cells: one scenario per entry instead of ``scenario`` for all three
+    entries: tuple[str, ...] = ()
+    #: batch cells: the entries' outcomes in XCom ``results`` (checked when given)
+    statuses: tuple[str, ...] = ()
+    #: batch cells: ``allow_partial_failure=True`` and a mapped store step over ``return_value``
+    #: (the README's pattern): ``files`` is then the number of copy tasks, all successful
+    partial_store: bool = False
+    #: paid submits the simulator must accept for the cell (0: refused before any call)
+    submits: int = 1
+    #: issue items this row proves (shown in the table)
+    items: str = ""
 
     def message_for(self, column: str) -> tuple[str, ...]:
         msg = self.message_by_column.get(column, self.message)
@@ -165,11 +190,22 @@ FAULTS: tuple[Fault, ...] = (
         "polls=2 eta=1 submit_fault=502_after submit_fault_times=1000",
         "failed",
         0,
-        "never paid for twice",
-        columns=OPERATORS,
+        "may or may not have been accepted",
+        columns=PAYING,
         on_submit=True,
         note="the job exists (and is billed) but its id never arrives: exactly 1 submit, no resubmit, "
-        "no fetch; the message names the try's `track_id` (XCom `track_id`)",
+        "no fetch; the message names the try's `track_id` (XCom `track_id`; a batch: every entry's)",
+    ),
+    Fault(
+        "submit_dropped",
+        "Submit accepted, then the connection drops",
+        "polls=2 eta=1 submit_fault=drop_after submit_fault_times=1000",
+        "failed",
+        0,
+        "may or may not have been accepted",
+        columns=PAYING,
+        on_submit=True,
+        note="the job exists (and is billed); it is not submitted a second time",
     ),
     Fault(
         "error",
@@ -219,8 +255,9 @@ FAULTS: tuple[Fault, ...] = (
         "polls=2 eta=1 empty_polls=-1",
         "failed",
         7,
-        "sent no output URL in 6 polls",
+        "no output URL",
         note="bounded: 5 empty successes allowed (PollPolicy.max_empty_success_polls)",
+        items="22.5",
     ),
     Fault(
         "late_urls",
@@ -236,20 +273,109 @@ FAULTS: tuple[Fault, ...] = (
         "polls=3 eta=1 fault=notfound fault_on=2,3,4,5,6,7,8,9,10",
         "failed",
         2,
-        "Request not found",
+        ("Request not found", "Batch not found"),
         note="no retry storm: the first not-found ends the wait",
     ),
     Fault(
         "file_404",
         "Output file 404s, then appears (store step)",
-        "polls=2 eta=1 file_delay=2",
+        "polls=2 eta=1 file_delay=5",
         "success",
         2,
         "output URL(s)",
-        files=(2, 8),
+        files=(2, 12),
         store_message="HTTP 404 from",
+        columns=SINGLE,
         note="the wait succeeds; the store step (ModelsLabStoreVideosOperator) retries the 404 until "
         "the file exists, then copies it",
+    ),
+    Fault(
+        "entry_failed",
+        "One of three batch entries fails",
+        "",
+        "failed",
+        2,
+        "1 of 3 ModelsLab videos failed: input 1",
+        columns=BATCHES,
+        entries=("polls=2 eta=1", "polls=2 eta=1 outcome=failed", "polls=2 eta=1"),
+        statuses=("success", "failed", "success"),
+        note="fails once every entry finished, naming the input, the API's message and the refund",
+    ),
+    Fault(
+        "entry_refund",
+        "Batch entry unfinished at the batch time limit (4 s here, 8 min documented)",
+        "",
+        "failed",
+        (2, 60),
+        "refunded",
+        columns=BATCHES,
+        entries=("polls=2 eta=1 batch_limit=4", "outcome=never", "polls=2 eta=1"),
+        statuses=("success", "failed", "success"),
+        note="ModelsLab fails the entry with `refunded: true`",
+    ),
+    Fault(
+        "partial_store",
+        "One entry fails, `allow_partial_failure=True`, mapped store step (the docs' pattern)",
+        "",
+        "success",
+        2,
+        "1 of 3 ModelsLab videos failed: input 1",
+        columns=BATCHES,
+        entries=("polls=2 eta=1", "polls=2 eta=1 outcome=failed", "polls=2 eta=1"),
+        statuses=("success", "failed", "success"),
+        partial_store=True,
+        items="22.7",
+        note="`ModelsLabStoreVideosOperator.partial(...).expand(urls=videos.output)`: one copy task per "
+        "successful input (2), all successful, nothing failed",
+    ),
+    Fault(
+        "queue_full",
+        "Queue full (HTTP 429) at the submit, twice",
+        "polls=2 eta=1 submit_fault=429 submit_fault_times=2 retry_after=1",
+        "success",
+        2,
+        "queue is full",
+        columns=BATCHES,
+        items="22.8",
+        note="3 submit calls, 1 accepted; deferred: the queue wait is deferred too",
+    ),
+    Fault(
+        "exec_timeout",
+        "`execution_timeout` (8 s) while deferred, `timeout` 1 h",
+        "outcome=never eta=1",
+        "failed",
+        (1, 40),
+        "execution_timeout",
+        columns=("op_deferred", "batch_deferred"),
+        retryable=True,
+        task_kwargs={"execution_timeout": 8, "timeout": 3600, "retries": 0},
+        items="22.1",
+        note="ends at the try's start plus `execution_timeout` (retryable: a retry reconnects)",
+    ),
+    Fault(
+        "fetch_past_timeout",
+        "A fetch slower than the task's `timeout` (3 s)",
+        "polls=100 eta=1 fault=slow fault_on=1,2,3,4,5,6,7,8,9,10 slow_s=7",
+        "failed",
+        (0, 1),
+        "timeout",
+        columns=PAYING,
+        retryable=True,
+        task_kwargs={"timeout": 3, "retries": 0},
+        items="22.4",
+        note="the fetch is cut at the deadline: no client retry after it",
+    ),
+    Fault(
+        "poll_before_deadline",
+        "Ready before the try's end (3 s), next poll due after it (8 s)",
+        "duration=1 eta=30",
+        "success",
+        (1, 2),
+        "ModelsLab",
+        columns=PAYING,
+        task_kwargs={"poll_interval": 8, "max_poll_interval": 8, "timeout": 3, "retries": 0},
+        items="22.9",
+        note="a wait that cannot finish before its deadline polls once more just before it",
     ),
     Fault(
         "sim_restart",
@@ -259,7 +385,7 @@ FAULTS: tuple[Fault, ...] = (
         3,
         ("Could not connect to ModelsLab", "Connection to ModelsLab failed"),
         runner=SIM_RESTART,
-        note="killed after the job's 1st fetch, down for 3 s, restarted on the same port with its "
+        note="killed after the job's 1st fetch, down for 5 s, restarted on the same port with its "
         "jobs; 1 fetch before, 2 after",
     ),
     Fault(
@@ -269,11 +395,46 @@ FAULTS: tuple[Fault, ...] = (
         "success",
         (2, 30),
         "Waiting for ModelsLab request",
+        message_by_column={
+            "batch_deferred": ("Waiting for 1 batch of 3 videos", "Waiting for 1 ModelsLab job(s)")
+        },
         runner=TRIGGERER_RESTART,
         columns=DEFERRED,
         note="real scheduler + triggerer; the job is completed by the test after the new triggerer "
         "polled it; 1 submit, 1 event, 0 fetches after success",
     ),
+)
+#: the rows the batch columns run: one of each kind of fault (5xx with an HTML page, empty body,
+#: client timeout, drop, 429, terminal failure, 403, empty success, not found, restarts), the
+#: batch's own rows and issue 22's. The other variants (more 5xx codes, truncated JSON, 429
+#: without ``retry_after``, ...) meet the same client code on a batch fetch as on a single one.
+BATCH_ROWS = frozenset(
+    {
+        "http502",
+        "empty",
+        "slow",
+        "drop",
+        "rate429",
+        "submit_5xx_queued",
+        "submit_dropped",
+        "failed",
+        "http403",
+        "no_urls",
+        "not_found",
+        "entry_failed",
+        "entry_refund",
+        "partial_store",
+        "queue_full",
+        "exec_timeout",
+        "fetch_past_timeout",
+        "poll_before_deadline",
+        "sim_restart",
+        "triggerer_restart",
+    }
+)
+FAULTS = tuple(
+    f if f.key in BATCH_ROWS else replace(f, columns=tuple(c for c in f.columns if c not in BATCHES))
+    for f in FAULTS
 )
 FAULT = {f.key: f for f in FAULTS}
 
@@ -326,181 +487,13 @@ def cells() -> list[tuple[str, str, str]]:
     return [(spec_of[(f.key, c)], f.key, c) for f in FAULTS for c in COLUMN_KEYS if c in f.columns]
 
 
-# --------------------------------------------------------------------------- video batches
-
-#: seconds after submission when the batch simulator fails and refunds an unfinished entry (the
-#: documented 8 minutes, shortened for the tests)
-BATCH_ENTRY_LIMIT = 4
-BATCH_COLUMNS = (
-    Column("batch_sync", "Batch operator sync", "batch", False),
-    Column("batch_deferred", "Batch operator deferred", "batch", True),
-)
-BATCH_COLUMN_KEYS = tuple(c.key for c in BATCH_COLUMNS)
-
-
-@dataclass(frozen=True)
-class BatchFault:
-    """One row of the batch matrix: the markers of a 3-entry batch and what must happen."""
-
-    key: str
-    title: str
-    #: one ``[sim:...]`` scenario per entry (``submit_fault`` and ``fault`` act on the batch calls)
-    entries: tuple[str, str, str]
-    #: the task's final state, on its first try
-    outcome: str
-    #: the outcome of each entry in XCom ``results`` (None: no results, the task failed before)
-    statuses: tuple[str, str, str] | None
-    #: batch submits the simulator must see (always 1: a paid call is never repeated blindly)
-    submits: int
-    #: batch fetches of the cell's batch, inclusive bounds
-    fetches: tuple[int, int]
-    message: str
-    allow_partial_failure: bool = False
-    refunded: tuple[bool, bool, bool] = (False, False, False)
-    runner: str = DAGS_TEST
-    columns: tuple[str, ...] = BATCH_COLUMN_KEYS
-    note: str = ""
-
-
-_OK = "duration=1 eta=1"
-BATCH_FAULTS: tuple[BatchFault, ...] = (
-    BatchFault(
-        "batch_submit_5xx",
-        "Batch submit answers HTTP 500",
-        (f"{_OK} submit_fault=500", _OK, _OK),
-        "failed",
-        None,
-        1,
-        (0, 0),
-        "may or may not have been accepted",
-        note="ambiguous paid call: not repeated; the error names every entry's track_id",
-    ),
-    BatchFault(
-        "batch_submit_dropped",
-        "Batch accepted, then the connection drops",
-        (f"{_OK} submit_fault=drop_after", _OK, _OK),
-        "failed",
-        None,
-        1,
-        (0, 0),
-        "may or may not have been accepted",
-        note="the batch exists and is billed; it is not submitted a second time",
-    ),
-    BatchFault(
-        "batch_fetch_5xx",
-        "Batch fetch answers HTTP 502 twice",
-        (f"{_OK} fault=502 fault_on=1,2", _OK, _OK),
-        "success",
-        ("success", "success", "success"),
-        1,
-        (3, 40),
-        "HTTP 502 with an HTML error page",
-        note="free call: retried; one fetch per batch per round",
-    ),
-    BatchFault(
-        "batch_entry_failed",
-        "One entry fails",
-        (_OK, "duration=1 eta=1 outcome=failed", _OK),
-        "failed",
-        ("success", "failed", "success"),
-        1,
-        (1, 40),
-        "1 of 3 ModelsLab videos failed: input 1",
-        note="fails after all entries finished, naming the input, the API's message and the refund",
-    ),
-    BatchFault(
-        "batch_entry_failed_partial",
-        "One entry fails, `allow_partial_failure=True`",
-        (_OK, "duration=1 eta=1 outcome=failed", _OK),
-        "success",
-        ("success", "failed", "success"),
-        1,
-        (1, 40),
-        "1 of 3 ModelsLab videos failed: input 1",
-        allow_partial_failure=True,
-        note="`return_value[1]` is None",
-    ),
-    BatchFault(
-        "batch_refund",
-        f"Entry unfinished at the batch limit ({BATCH_ENTRY_LIMIT} s here, 8 min documented)",
-        (_OK, "outcome=never", _OK),
-        "success",
-        ("success", "failed", "success"),
-        1,
-        (2, 60),
-        "refunded",
-        allow_partial_failure=True,
-        refunded=(False, True, False),
-        note="the entry is failed with `refunded: true`",
-    ),
-    BatchFault(
-        "batch_triggerer_restart",
-        "Triggerer restarted mid-batch",
-        ("duration=3600", "duration=3600", "duration=3600"),
-        "success",
-        ("success", "success", "success"),
-        1,
-        (2, 200),
-        "Waiting for 1 ModelsLab job(s)",
-        runner=TRIGGERER_RESTART,
-        columns=("batch_deferred",),
-        note="real scheduler + triggerer; entries completed by the test after the new triggerer "
-        "polled the batch; 1 submit, 1 event",
-    ),
-)
-BATCH_FAULT = {f.key: f for f in BATCH_FAULTS}
-
-
 def batch_prompts(dag_id: str, fault: str, column: str) -> list[str]:
-    """The three prompts of a batch cell: name the cell and carry each entry's scenario."""
+    """The prompts of a batch cell: each names the cell and carries its entry's scenario."""
+    spec = FAULT[fault]
+    scenarios = spec.entries or (spec.scenario,) * BATCH_INPUTS
     return [
-        f"batch matrix {dag_id}/{task_id(fault, column)} #{i} [sim:{scenario}]"
-        for i, scenario in enumerate(BATCH_FAULT[fault].entries)
+        f"fault matrix {dag_id}/{task_id(fault, column)} #{i} [sim:{sc}]" for i, sc in enumerate(scenarios)
     ]
-
-
-def batch_cells() -> list[tuple[str, str]]:
-    return [(f.key, c) for f in BATCH_FAULTS for c in BATCH_COLUMN_KEYS if c in f.columns]
-
-
-def _render_batches() -> list[str]:
-    titles = [c.title for c in BATCH_COLUMNS]
-    lines = [
-        "",
-        "## Video batches",
-        "",
-        "`ModelsLabVideoBatchOperator` with three prompts (one batch), one column per way of waiting. "
-        "Rows marked with a triggerer restart run under a real scheduler and triggerer "
-        "(`test_fault_matrix_batch.py::test_batch_triggerer_restart`), the others in `airflow dags test` "
-        f"against a simulator whose batch limit is {BATCH_ENTRY_LIMIT} s. API calls count the batch "
-        "submits and `POST .../batch/fetch/<id>` requests of the cell's batch; no cell ever fetches "
-        "a single video.",
-        "",
-        "| # | Fault | Entry scenarios | Expected outcome | Entries | API calls | "
-        + " | ".join(titles)
-        + " |",
-        "|---|---|---|---|---|---|" + "---|" * len(titles),
-    ]
-    for number, fault in enumerate(BATCH_FAULTS, 1):
-        scen = " / ".join(f"`{e}`" for e in fault.entries)
-        if fault.outcome == "success":
-            outcome = f"success, 1st try; log: `{fault.message}`"
-        else:
-            outcome = f"**fails** (`AirflowFailException`, retry skipped); message: `{fault.message}`"
-        if fault.note:
-            outcome += f"; {fault.note}"
-        entries = "-" if fault.statuses is None else ", ".join(fault.statuses)
-        if any(fault.refunded):
-            entries += " (refunded: " + ", ".join(str(r).lower() for r in fault.refunded) + ")"
-        calls = f"{fault.submits} submit; {fault.fetches[0]}-{fault.fetches[1]} batch fetches"
-        ticks = ["✓" if c in fault.columns else "n/a" for c in BATCH_COLUMN_KEYS]
-        lines.append(
-            f"| {number} | {fault.title} | {scen} | {outcome} | {entries} | {calls} | "
-            + " | ".join(ticks)
-            + " |"
-        )
-    lines += ["", f"{len(BATCH_FAULTS)} rows, {len(batch_cells())} cells.", ""]
-    return lines
 
 
 # --------------------------------------------------------------------------- the table
@@ -526,8 +519,13 @@ def _outcome(fault: Fault) -> str:
         shown = f"message: {messages}"
     if fault.store_message:
         shown += f"; store log: `{fault.store_message}`"
+    if fault.retryable:
+        head = "**fails** (`AirflowException`, retryable; the cell has `retries=0`)"
+    if fault.entries:
+        shown = "entries: " + " / ".join(f"`{e}`" for e in fault.entries) + "; " + shown
     tail = f"; {fault.note}" if fault.note else ""
-    return f"{head}; {shown}{tail}"
+    items = f" (issue {fault.items})" if fault.items else ""
+    return f"{head}; {shown}{tail}{items}"
 
 
 def render() -> str:
@@ -538,7 +536,8 @@ def render() -> str:
         "Generated from `tests/integration/reliability/matrix.py` by",
         "`python -m tests.integration.reliability.matrix`; `tests/integration/test_fault_matrix.py`",
         "runs every ticked cell in a real Airflow run against the simulator and asserts the outcome",
-        "and the API calls stated here (and fails if this file is not up to date).",
+        "and the API calls stated here (and fails if this file is not up to date); the triggerer-restart",
+        "row runs under a real scheduler and triggerer (`test_fault_matrix_triggerer.py`).",
         "",
         f"Connection: `timeout: {CLIENT_TIMEOUT}`, `max_retries: {CLIENT_RETRIES}` (one client-level "
         "retry, so a fault on two fetches in a row also reaches the sensor/trigger/operator wait "
@@ -546,6 +545,14 @@ def render() -> str:
         "`POST .../fetch/<id>` requests the simulator saw for the cell's job (faulted ones and "
         "client retries included); every operator cell also makes exactly 1 submit, and no cell "
         "fetches after the terminal answer.",
+        "",
+        f"The batch columns run `ModelsLabVideoBatchOperator` with {BATCH_INPUTS} prompts (one batch), "
+        "each carrying the row's scenario (or its own, where the row lists one per entry); their API "
+        "calls are the `POST .../batch/fetch/<id>` requests of the cell's batch (a batch fetch counts "
+        "as one poll of each entry), and no batch cell ever fetches a single video. The batch columns "
+        "run one row of each kind of fault (`BATCH_ROWS`); the other variants meet the same client "
+        "code on a batch fetch as on a single one. Rows marked "
+        '"issue 22.N" prove item N of issue 22 (one paid-job engine).',
         "",
     ]
     titles = [c.title for c in COLUMNS]
@@ -562,19 +569,20 @@ def render() -> str:
                 override = fault.message_by_column.get(column)
                 ticks.append("✓" if override is None else f"✓ (log: `{override}`)")
         lines.append(
-            f"| {number} | {fault.title} | `{fault.scenario}` | {_outcome(fault)} | {_calls(fault)} | "
-            + " | ".join(ticks)
-            + " |"
+            f"| {number} | {fault.title} | {f'`{fault.scenario}`' if fault.scenario else 'per entry'} | "
+            f"{_outcome(fault)} | {_calls(fault)} | " + " | ".join(ticks) + " |"
         )
     total = len(cells())
     survived = sum(1 for _, f, _ in cells() if FAULT[f].outcome == "success")
+    retryable = sum(1 for _, f, _ in cells() if FAULT[f].outcome == "failed" and FAULT[f].retryable)
     foot = [
         "",
         f"{len(FAULTS)} rows, {total} cells: {survived} end in success despite the fault, "
-        f"{total - survived} fail at once with the API's message (no retry).",
+        f"{total - survived - retryable} fail at once with the API's message (no retry), {retryable} end "
+        "at the try's deadline with a retryable error.",
         "",
     ]
-    return "\n".join(head + lines + foot + _render_batches()[1:])
+    return "\n".join(head + lines + foot)
 
 
 def main() -> None:

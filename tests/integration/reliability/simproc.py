@@ -189,6 +189,7 @@ class SimProcess:
 
 async def _serve(port: int, replay: list[dict[str, Any]], key: str | None) -> None:
     from modelslab_provider.simulator import SimState, start_simulator
+    from modelslab_provider.simulator.batch import submit_batch
 
     state = SimState()
     base_url = f"http://127.0.0.1:{port}"
@@ -197,7 +198,10 @@ async def _serve(port: int, replay: list[dict[str, Any]], key: str | None) -> No
         assert route is not None, entry
         assert key, f"set {REPLAY_KEY_ENV} to replay submissions"
         body = {**(entry.get("body") or {}), "key": key}
-        reply = state.submit(route[0], route[1], body, key, base_url)
+        if route[1] == "batch":  # a batch takes its own id, then one per entry: replayed in order
+            reply = submit_batch(state, body, key, base_url)
+        else:
+            reply = state.submit(route[0], route[1], body, key, base_url)
         if reply.job_id != entry["job_id"]:
             raise SystemExit(f"replay gave job {reply.job_id}, expected {entry['job_id']}")
     server = await start_simulator("127.0.0.1", port, state=state)
