@@ -51,7 +51,9 @@ NOT_TEMPLATED = {
     "http_timeout": "seconds, validated when the DAG is parsed",
     "file_timeout": "seconds, validated when the DAG is parsed",
     "allow_private_hosts": "the SSRF guard's opt-out: a run's params must not switch it off",
-    "use_env_proxies": "hands the SSRF decision to a proxy: a choice made in the DAG file, not by a run's params",
+    "use_env_proxies": (
+        "hands the SSRF decision to a proxy: a choice made in the DAG file, not by a run's params"
+    ),
     "modelslab_conn_id@store": "names the origin trusted even when private: not a run's choice",
     "poll_policy": "an advanced object, validated and serialized when the DAG is parsed",
 }
