@@ -1,8 +1,8 @@
 """Image to video: submit without waiting, then wait with a sensor in reschedule mode.
 
-``submit`` returns as soon as ModelsLab accepts the job (``wait_for_completion=False``) and pushes
-the request id as its return value. ``wait`` is a ``VideoFetchSensor`` in ``reschedule`` mode: each poke is one fetch,
-and between pokes the task gives its worker slot back. This split suits long jobs on deployments
+``submit`` returns as soon as ModelsLab accepts the job (``wait_for_completion=False``); its return
+value is the request id. ``wait`` is a ``VideoFetchSensor`` in ``reschedule`` mode: each poke is one
+fetch, and between pokes the task gives its worker slot back. This split suits long jobs on deployments
 without a triggerer, or when other tasks should run between submit and wait. ``store`` keeps the
 files.
 """

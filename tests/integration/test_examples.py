@@ -300,7 +300,8 @@ def test_hook_task(sim: Simulator, airflow_home: Path, tmp_path: Path) -> None:
     result.assert_state("make_clip", "success")
     result.assert_state("store", "success")
     urls = result.xcom("make_clip")
-    assert urls and all(u.startswith(sim.url) for u in urls)
+    assert urls
+    assert all(u.startswith(sim.url) for u in urls)
     submits = [r for r in sim.requests() if r["path"] == "/api/v6/video/text2video"]
     [submit] = [r for r in submits if r["body"].get("prompt") == "a paper boat [sim:polls=2 eta=1]"]
     assert str(submit["body"]["track_id"]).startswith(f"{dag_id}.make_clip.")
