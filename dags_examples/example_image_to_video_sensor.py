@@ -1,8 +1,8 @@
 """Image to video: submit without waiting, then wait with a sensor in reschedule mode.
 
-``submit`` returns as soon as ModelsLab accepts the job (``wait_for_completion=False``) and pushes
-the request id. ``wait`` is a ``VideoFetchSensor`` in ``reschedule`` mode: each poke is one fetch,
-and between pokes the task gives its worker slot back. This split suits long jobs on deployments
+``submit`` returns as soon as ModelsLab accepts the job (``wait_for_completion=False``); its return
+value is the request id. ``wait`` is a ``VideoFetchSensor`` in ``reschedule`` mode: each poke is one
+fetch, and between pokes the task gives its worker slot back. This split suits long jobs on deployments
 without a triggerer, or when other tasks should run between submit and wait. ``store`` keeps the
 files.
 """
@@ -41,14 +41,14 @@ with DAG(
         task_id="submit",
         init_image="{{ params.image_url }}",
         prompt="{{ params.prompt }}",
-        wait_for_completion=False,  # submit only; XCom request_id is all it returns
+        wait_for_completion=False,  # submit only: its return value is the request id
     )
     # [END image_to_video]
 
     # [START sensor]
     wait = VideoFetchSensor(
         task_id="wait",
-        request_id="{{ ti.xcom_pull(task_ids='submit', key='request_id') }}",
+        request_id=submit.output,  # the request id (also sets the dependency)
         api_version="{{ ti.xcom_pull(task_ids='submit', key='api_version') }}",
         mode="reschedule",  # free the worker slot between pokes
         poke_interval=10,  # seconds; each poke starts a new worker process: use 60+ for long jobs
@@ -60,7 +60,5 @@ with DAG(
         task_id="store",
         urls=wait.output,  # the sensor's XCom: the list of output URLs
         destination="{{ params.destination }}",
-        request_id="{{ ti.xcom_pull(task_ids='submit', key='request_id') }}",
+        request_id=submit.output,
     )
-
-    submit >> wait

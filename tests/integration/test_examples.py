@@ -26,6 +26,7 @@ EXPECTED_DAG_IDS = {
     "example_modelslab_v7_image_list": "example_v7_image_list.py",
     "example_modelslab_video_batch": "example_video_batch.py",
     "example_modelslab_video_endpoint": "example_video_endpoint.py",
+    "example_modelslab_hook_task": "example_hook_task.py",
 }
 SAMPLE = resources.files("modelslab_provider.simulator").joinpath("data", "sample.mp4").read_bytes()
 
@@ -110,8 +111,9 @@ def test_image_to_video_with_rescheduling_sensor(sim: Simulator, airflow_home: P
     )
     for task_id in ("submit", "wait", "store"):
         result.assert_state(task_id, "success")
-    assert result.xcom("submit") is None  # wait_for_completion=False: only the request id
     request_id = result.xcom("submit", "request_id")
+    # wait_for_completion=False: the return value is the request id, which the sensor took as is
+    assert result.xcom("submit") == request_id
     assert sim.jobs()[request_id]["endpoint"] == "img2video"
     assert reschedules(airflow_home, dag_id, result.run_id, "wait") >= 1  # it gave its slot back
     urls = result.xcom("wait")
@@ -283,3 +285,27 @@ def test_video_endpoint(sim: Simulator, airflow_home: Path, tmp_path: Path) -> N
         "portrait": False,
     }
     assert_stored(result.xcom("store"), dest, request_id)
+
+
+def test_hook_task(sim: Simulator, airflow_home: Path, tmp_path: Path) -> None:
+    """A @task with the hook's public API: one paid submit under the try's track_id, then stored."""
+    dest = tmp_path / "hook"
+    dag_id = "example_modelslab_hook_task"
+    result = run_example(
+        airflow_home,
+        sim,
+        dag_id,
+        {"prompt": "a paper boat [sim:polls=2 eta=1]", "destination": f"file://{dest}/"},
+    )
+    result.assert_state("make_clip", "success")
+    result.assert_state("store", "success")
+    urls = result.xcom("make_clip")
+    assert urls
+    assert all(u.startswith(sim.url) for u in urls)
+    submits = [r for r in sim.requests() if r["path"] == "/api/v6/video/text2video"]
+    [submit] = [r for r in submits if r["body"].get("prompt") == "a paper boat [sim:polls=2 eta=1]"]
+    assert str(submit["body"]["track_id"]).startswith(f"{dag_id}.make_clip.")
+    stored = result.xcom("store")
+    assert len(stored) == len(urls)
+    for uri in stored:
+        assert Path(uri.removeprefix("file://")).read_bytes() == SAMPLE
