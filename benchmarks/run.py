@@ -21,7 +21,7 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
 
 from benchmarks.common import REPO, Goal, Result, machine, table, versions
 
-NAMES = ("scale", "polling", "parse", "slots", "reaction", "batch")
+NAMES = ("scale", "polling", "parse", "slots", "reaction", "batch", "end")
 DEFAULT_OUT = Path(__file__).resolve().parent / "RESULTS.md"
 
 
@@ -53,7 +53,12 @@ def groups() -> dict[str, Callable[[bool], list[Result]]]:
 
         return [batch_vs_single.run(quick=quick)]
 
-    return {"polling": polling, "parse": parse, "scale": scale, "live": live, "batch": batch}
+    def end(quick: bool) -> list[Result]:
+        from benchmarks import trigger_end
+
+        return [trigger_end.run(quick=quick)]
+
+    return {"polling": polling, "parse": parse, "scale": scale, "live": live, "batch": batch, "end": end}
 
 
 #: one live Airflow serves both the worker-slot and the reaction-time benchmark
@@ -64,6 +69,7 @@ GROUP_OF = {
     "slots": "live",
     "reaction": "live",
     "batch": "batch",
+    "end": "end",
 }
 
 
@@ -87,14 +93,14 @@ def run_all(names: Sequence[str], quick: bool) -> list[Result]:
             result.seconds = result.seconds or time.perf_counter() - started
         return produced
 
-    if quick and {"live", "batch"} & set(wanted) and len(wanted) > 1:
+    if quick and {"live", "batch", "end"} & set(wanted) and len(wanted) > 1:
         # quick mode only checks that everything still runs: the live Airflow (mostly waiting)
         # runs beside the others to keep the test suite's budget
         from concurrent.futures import ThreadPoolExecutor
 
         with ThreadPoolExecutor(max_workers=1) as pool:
             # the two live-Airflow groups run one after the other, never side by side
-            live_groups = [g for g in ("live", "batch") if g in wanted]
+            live_groups = [g for g in ("live", "batch", "end") if g in wanted]
             live = pool.submit(lambda: [r for g in live_groups for r in one(g)])
             produced = [r for g in wanted if g not in live_groups for r in one(g)] + live.result()
     else:

@@ -2,15 +2,17 @@
 
 The client raises typed :mod:`~modelslab_provider.client.errors`; here they become event fields
 (``error_type``, ``message``) in the triggerer and Airflow exceptions in the worker. The poll
-policy a trigger receives as kwargs is read here too, the same way by the sensor. Cheap to
-import (no trigger base class, no HTTP library), so sensors and operators import it at parse time.
+policy a trigger receives as kwargs is read here too, the same way by the sensor; and the XComs a
+finished job pushes (:func:`video_outputs`, :func:`batch_outputs`), the same from a worker and
+from a trigger that ends its task. Cheap to import (no trigger base class, no HTTP library), so
+sensors and operators import it at parse time.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airflow.providers.common.compat.sdk import (
     AirflowException,
@@ -18,7 +20,7 @@ from airflow.providers.common.compat.sdk import (
     AirflowNotFoundException,
 )
 
-from modelslab_provider.client.core import http_url
+from modelslab_provider.client.core import http_url, http_urls
 from modelslab_provider.client.errors import (
     ModelsLabAuthError,
     ModelsLabConfigError,
@@ -30,6 +32,9 @@ from modelslab_provider.client.errors import (
 from modelslab_provider.client.job import seconds_of
 from modelslab_provider.client.policy import PollPolicy
 
+if TYPE_CHECKING:
+    from modelslab_provider.client.batch import EntryResult, InputResult
+
 #: every status an event may carry; anything else is a version skew and fails the resumed task
 EVENT_STATUSES = frozenset({"success", "failed", "timeout", "error"})
 
@@ -37,6 +42,14 @@ EVENT_STATUSES = frozenset({"success", "failed", "timeout", "error"})
 FINAL_ERROR_TYPES = frozenset(
     {"auth", "not_found", "config", "request", "credits", "plan", "api", "job_failed"}
 )
+
+# XCom keys of a finished job (``return_value`` holds the outputs)
+XCOM_VIDEO_URL = "video_url"
+XCOM_PROXY_LINKS = "proxy_links"
+XCOM_GENERATION_TIME = "generation_time"
+XCOM_META = "meta"
+#: every input's result, failed ones included (batch tasks)
+XCOM_RESULTS = "results"
 
 #: strings in the echoed ``meta`` longer than this (e.g. a base64 ``init_image``) are shortened
 META_MAX_STRING = 2000
@@ -163,3 +176,60 @@ def urls_from_event(
     if event.get("error_type") in FINAL_ERROR_TYPES:
         raise AirflowFailException(message)
     raise AirflowException(f"{message} (connection {conn_id!r})")
+
+
+def video_outputs(urls: Sequence[str], details: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """A finished video request's XComs besides ``return_value``, and its ``return_value`` (the URLs).
+
+    The one source for the worker (``VideoJobOperator.publish``) and a trigger ending the task.
+    """
+    xcoms: dict[str, Any] = {
+        XCOM_VIDEO_URL: urls[0],
+        XCOM_PROXY_LINKS: list(http_urls(details.get("proxy_links"))),
+    }
+    generation_time = details.get("generation_time")
+    if isinstance(generation_time, int | float) and not isinstance(generation_time, bool):
+        xcoms[XCOM_GENERATION_TIME] = generation_time
+    meta = details.get("meta")
+    if isinstance(meta, Mapping) and meta:
+        xcoms[XCOM_META] = compact_meta(meta)
+    return xcoms, list(urls)
+
+
+def batch_outputs(
+    results: Sequence[InputResult], allow_partial_failure: bool
+) -> tuple[dict[str, Any], list[list[str]]]:
+    """A finished batch task's XComs besides ``return_value`` (every input's result, the first
+    URL), and its ``return_value``: one URL list per input, or, with ``allow_partial_failure``,
+    per successful input only, so ``.expand(urls=op.output)`` maps one task per video.
+
+    The one source for the worker (the engine and ``ModelsLabVideoBatchOperator.publish``) and a
+    trigger ending the task.
+    """
+    xcoms: dict[str, Any] = {XCOM_RESULTS: [r.to_dict() for r in results]}
+    first = next((r.urls[0] for r in results if r.status == "success" and r.urls), None)
+    if first:
+        xcoms[XCOM_VIDEO_URL] = first
+    if allow_partial_failure:
+        return xcoms, [list(r.urls) for r in results if r.status == "success"]
+    return xcoms, [list(r.urls) for r in results]
+
+
+def batch_event(
+    event: Mapping[str, Any],
+) -> tuple[list[dict[str, Any]], dict[str, tuple[EntryResult, ...]]] | None:
+    """A batch trigger's success event: the jobs it awaited and their final entries (None: unusable).
+
+    Read the same way by the resumed worker and by the trigger that ends the task.
+    """
+    from modelslab_provider.client.batch import EntryResult
+
+    jobs, finished = event.get("jobs"), event.get("finished")
+    if not isinstance(jobs, list) or not isinstance(finished, Mapping):
+        return None
+    parsed = {
+        str(k): tuple(EntryResult.from_dict(e) for e in v if isinstance(e, Mapping))
+        for k, v in finished.items()
+        if isinstance(v, list)
+    }
+    return [dict(j) for j in jobs if isinstance(j, Mapping)], parsed

@@ -39,7 +39,7 @@ from modelslab_provider.client.errors import (
     ModelsLabTimeoutError,
     ModelsLabTransientError,
 )
-from modelslab_provider.events import failure
+from modelslab_provider.events import batch_outputs, failure
 from modelslab_provider.jobs import outcomes, waits
 from modelslab_provider.jobs.keys import (
     XCOM_API_VERSION,
@@ -356,7 +356,8 @@ class PaidJob:
             details = self.video_result.details()
         results = assemble(self.jobs, finished, self.spec.count)
         if not self.spec.video:  # every input's result, failed ones too, before any failure is raised
-            self.context["ti"].xcom_push(key=XCOM_RESULTS, value=[r.to_dict() for r in results])
+            xcoms, _ = batch_outputs(results, self.spec.accept_failures)
+            self.context["ti"].xcom_push(key=XCOM_RESULTS, value=xcoms[XCOM_RESULTS])
         failed = [r for r in results if r.status != "success"]
         count = len(results)
         self.op.log.info(

@@ -20,7 +20,7 @@ from modelslab_provider.client.batch import BatchWait, EntryResult, InputResult,
 from modelslab_provider.client.core import Status, VideoResult
 from modelslab_provider.client.errors import ModelsLabError
 from modelslab_provider.client.policy import WaitTracker
-from modelslab_provider.events import urls_from_event
+from modelslab_provider.events import batch_event, urls_from_event
 from modelslab_provider.jobs import outcomes
 
 if TYPE_CHECKING:
@@ -38,6 +38,7 @@ class JobOperator(Protocol):
     modelslab_conn_id: str
     wait_for_completion: bool
     deferrable: bool
+    end_from_trigger: bool
     timeout: float
     execution_timeout: Any
 
@@ -58,7 +59,8 @@ class PaidJob(Protocol):
     """What a wait reads of the job it waits for (:class:`~modelslab_provider.jobs.engine.PaidJob`)."""
 
     op: JobOperator
-    spec: Any  # JobSpec: ``video``, ``size_text``
+    context: Any
+    spec: Any  # JobSpec: ``video``, ``size_text``, ``accept_failures``
     jobs: list[dict[str, Any]]
     finished: dict[str, tuple[EntryResult, ...]]
     deadline: float
@@ -78,8 +80,18 @@ def _started_at(job: PaidJob) -> float:
 
 def defer_wait(job: PaidJob) -> NoReturn:
     """Hand the wait to the triggerer; its deadline is the try's, so a timeout there is an event."""
+    from modelslab_provider.triggers.task_end import MESSAGE, end_spec
+
     op = job.op
     deadline_text = datetime.fromtimestamp(job.deadline, UTC).isoformat(timespec="seconds")
+    # how the trigger ends the task itself when the wait is over (None: the task resumes here)
+    end_task = end_spec(
+        op,
+        job.context,
+        "video" if job.spec.video else "batch",
+        timeout_message=outcomes.timeout_message(MESSAGE, job.ids_text(), remembered=job.remembered),
+        allow_partial_failure=job.spec.accept_failures,
+    )
     if job.spec.video:
         from modelslab_provider.triggers.video import VideoFetchTrigger
 
@@ -100,6 +112,7 @@ def defer_wait(job: PaidJob) -> NoReturn:
             deadline=job.deadline,
             poll_policy=op._poll_policy().to_dict(),
             limit=job.limit,
+            end_task=end_task,
         )
     else:
         from modelslab_provider.triggers.batch import BatchFetchTrigger
@@ -118,6 +131,7 @@ def defer_wait(job: PaidJob) -> NoReturn:
             poll_policy=op._poll_policy().to_dict(),
             finished={k: [e.to_dict() for e in v] for k, v in job.finished.items()},
             limit=job.limit,
+            end_task=end_task,
         )
     # the deadline lives in the trigger: it reports a timeout event instead of vanishing
     op.defer(trigger=trigger, method_name="execute_complete", timeout=None)
@@ -221,12 +235,7 @@ def read_event(job: PaidJob, event: Any) -> tuple[Finished, Mapping[str, Any] | 
         from airflow.providers.common.compat.sdk import AirflowFailException
 
         raise AirflowFailException(message)
-    finished = event.get("finished")
-    if not isinstance(finished, Mapping):
+    parsed = batch_event(event)  # the same reading as a trigger that ends the task itself
+    if parsed is None:
         raise AirflowException("The ModelsLab batch trigger event lacks its results")
-    parsed = {
-        str(k): tuple(EntryResult.from_dict(e) for e in v if isinstance(e, Mapping))
-        for k, v in finished.items()
-        if isinstance(v, list)
-    }
-    return {**job.finished, **parsed}, None
+    return {**job.finished, **parsed[1]}, None

@@ -45,6 +45,8 @@ class ModelsLabBaseOperator(BaseOperator):
         start; with ``execution_timeout``, the earlier of the two ends every wait of the try.
     :param durable: remember what a try paid for, so a new try checks it and reconnects instead
         of paying again (``task_state_store`` on Airflow 3.3+, an Airflow Variable below).
+    :param end_from_trigger: when a deferred wait is over, end the task in the triggerer (no
+        worker start) where Airflow can (3.3+, docs/waiting-modes.md); False: resume on a worker.
     """
 
     #: where the record of the job is kept; renaming it breaks in-flight retries
@@ -60,9 +62,11 @@ class ModelsLabBaseOperator(BaseOperator):
         max_poll_interval: float = 60.0,
         timeout: float | timedelta = 3600.0,
         durable: bool = True,
+        end_from_trigger: bool = True,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        self.end_from_trigger = end_from_trigger
         self.modelslab_conn_id = modelslab_conn_id
         self.wait_for_completion = wait_for_completion
         self.deferrable = deferrable

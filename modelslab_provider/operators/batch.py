@@ -17,6 +17,7 @@ from airflow.providers.common.compat.sdk import AirflowFailException, AirflowSki
 
 from modelslab_provider.client import batch as core_batch
 from modelslab_provider.client.errors import ModelsLabConfigError
+from modelslab_provider.events import batch_outputs
 from modelslab_provider.jobs.keys import (  # noqa: F401  (re-exported: older imports keep working)
     XCOM_BATCH_IDS,
     XCOM_REQUEST_IDS,
@@ -24,7 +25,6 @@ from modelslab_provider.jobs.keys import (  # noqa: F401  (re-exported: older im
 )
 from modelslab_provider.operators.base import ModelsLabBaseOperator
 from modelslab_provider.operators.video import ModelsLabVideoLink
-from modelslab_provider.operators.video_job import XCOM_VIDEO_URL
 
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
@@ -146,23 +146,21 @@ class ModelsLabVideoBatchOperator(ModelsLabBaseOperator):
         self.log.info("ModelsLab job of this task: %s on model %s", spec.size_text, model)
         return spec
 
-    def publish(self, context: Context, outcome: Outcome) -> list[list[str] | None] | list[list[str]]:
+    def publish(self, context: Context, outcome: Outcome) -> list[list[str]]:
         """XCom ``results`` keeps every input; ``return_value`` one URL list per input (see the class)."""
-        ti = context["ti"]
-        results = outcome.results  # in XCom 'results' already (the engine pushes them before any failure)
-        first = next((r.urls[0] for r in results if r.status == "success" and r.urls), None)
-        if first:
-            ti.xcom_push(key=XCOM_VIDEO_URL, value=first)
+        results = outcome.results
+        # the same XComs a trigger pushes when it ends the task itself (triggers/task_end.py)
+        xcoms, value = batch_outputs(results, self.allow_partial_failure)
+        for key, item in xcoms.items():
+            if key != XCOM_RESULTS:  # in XCom already: the engine pushes it before any failure
+                context["ti"].xcom_push(key=key, value=item)
         from modelslab_provider.lineage import report_video_job
 
         for job in outcome.jobs:
             urls = [u for r in results if r.job_id == str(job["id"]) for u in r.urls]
             endpoint = core_batch.BATCH_PATH if job["kind"] == "batch" else str(job.get("endpoint") or "")
             report_video_job(self.hook, endpoint=endpoint, request_id=job["id"], urls=urls)
-        if self.allow_partial_failure:
-            # a mapped downstream task (.expand(urls=op.output)) gets one copy per successful input
-            return [list(r.urls) for r in results if r.status == "success"]
-        return [list(r.urls) for r in results]
+        return value
 
 
 __all__ = ["ModelsLabVideoBatchOperator"]

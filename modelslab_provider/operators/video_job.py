@@ -12,10 +12,17 @@ from typing import TYPE_CHECKING, Any
 from airflow.providers.common.compat.sdk import AirflowFailException
 
 from modelslab_provider.client.batch import PlannedSubmit
-from modelslab_provider.client.core import SECRET_FIELDS, http_urls, resolve_endpoint
+from modelslab_provider.client.core import SECRET_FIELDS, resolve_endpoint
 from modelslab_provider.client.errors import ModelsLabError
 from modelslab_provider.client.submit import make_track_id, prepare_payload
-from modelslab_provider.events import compact_meta, failure
+from modelslab_provider.events import (  # noqa: F401  (output keys re-exported: older imports keep working)
+    XCOM_GENERATION_TIME,
+    XCOM_META,
+    XCOM_PROXY_LINKS,
+    XCOM_VIDEO_URL,
+    failure,
+    video_outputs,
+)
 from modelslab_provider.jobs.keys import (  # noqa: F401  (re-exported: older imports keep working)
     XCOM_API_VERSION,
     XCOM_ETA,
@@ -30,11 +37,6 @@ if TYPE_CHECKING:
 
     from modelslab_provider.jobs.engine import JobSpec, Outcome
 
-# XCom keys (``return_value`` holds the list of output URLs); the record's keys are the engine's
-XCOM_VIDEO_URL = "video_url"
-XCOM_PROXY_LINKS = "proxy_links"
-XCOM_GENERATION_TIME = "generation_time"
-XCOM_META = "meta"
 
 #: ``task_state_store`` key of the submitted request; renaming it breaks in-flight retries
 STATE_KEY = "modelslab_request"
@@ -112,15 +114,10 @@ class VideoJobOperator(ModelsLabBaseOperator):
         """Push the detail keys and return the URLs (Airflow pushes them as ``return_value``)."""
         urls = list(outcome.results[0].urls)
         details = outcome.details or {}
-        ti = context["ti"]
-        ti.xcom_push(key=XCOM_VIDEO_URL, value=urls[0])
-        ti.xcom_push(key=XCOM_PROXY_LINKS, value=list(http_urls(details.get("proxy_links"))))
-        generation_time = details.get("generation_time")
-        if isinstance(generation_time, int | float) and not isinstance(generation_time, bool):
-            ti.xcom_push(key=XCOM_GENERATION_TIME, value=generation_time)
-        meta = details.get("meta")
-        if isinstance(meta, dict) and meta:
-            ti.xcom_push(key=XCOM_META, value=compact_meta(meta))
+        # the same XComs a trigger pushes when it ends the task itself (triggers/task_end.py)
+        xcoms, urls = video_outputs(urls, details)
+        for key, value in xcoms.items():
+            context["ti"].xcom_push(key=key, value=value)
         self.log.info("ModelsLab video ready: %d output URL(s), first %s", len(urls), urls[0])
         from modelslab_provider.lineage import report_video_job
 

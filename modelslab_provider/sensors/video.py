@@ -62,6 +62,10 @@ class VideoFetchSensor(BaseSensorOperator):
         when it is a documented fetch path of this request on the connection's origin.
     :param deferrable: poke once, then wait in the triggerer (no worker slot held); the trigger
         polls no more often than ``poke_interval`` (when it is given, or when ``poll_policy`` is not).
+    :param end_from_trigger: when the wait is over, end the task in the triggerer (no worker
+        start) where Airflow can (3.3+, docs/waiting-modes.md); False: always resume on a worker.
+    :param start_from_trigger: start in the triggerer: no worker ever runs the sensor (Airflow
+        3.3+ renders templated ``request_id``/``api_version`` there; older lines need literals).
     :param poll_policy: advanced spacing of the trigger's polls (a :class:`PollPolicy` or its
         dict); its ``max_empty_success_polls`` bounds "success without URLs" in every mode. Given
         without ``poke_interval``, it is used as is (Airflow's default ``poke_interval`` of 60 s
@@ -84,6 +88,8 @@ class VideoFetchSensor(BaseSensorOperator):
         fetch_url: str | None = None,
         deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
         poll_policy: PollPolicy | Mapping[str, Any] | None = None,
+        end_from_trigger: bool = True,
+        start_from_trigger: bool = False,
         **kwargs: Any,
     ) -> None:
         # poke_interval floors the trigger's polls unless only the advanced poll_policy was given
@@ -96,6 +102,12 @@ class VideoFetchSensor(BaseSensorOperator):
         self.deferrable = deferrable
         # kept as a plain dict: it is JSON for the trigger and cheap to serialize with the DAG
         self.poll_policy = load_poll_policy(poll_policy).to_dict()
+        self.end_from_trigger = end_from_trigger
+        self.start_from_trigger = start_from_trigger
+        if start_from_trigger:
+            from modelslab_provider.sensors.start import configure
+
+            configure(self)
 
     @cached_property
     def hook(self) -> ModelsLabHook:
@@ -264,6 +276,7 @@ class VideoFetchSensor(BaseSensorOperator):
             raise AirflowSensorTimeout(message)
         # imported here: the trigger module pulls in airflow.triggers.base, which DAG parsing
         # does not need (benchmarks/parse_cost.py)
+        from modelslab_provider.triggers.task_end import end_spec
         from modelslab_provider.triggers.video import VideoFetchTrigger
 
         trigger = VideoFetchTrigger(
@@ -276,6 +289,7 @@ class VideoFetchSensor(BaseSensorOperator):
             deadline=deadline,
             poll_policy=self._trigger_policy(),
             limit=limit,
+            end_task=end_spec(self, context, "sensor"),
         )
         self.log.info(
             "ModelsLab request %s is not ready; deferring to the triggerer for up to %.0f s (%s)",
@@ -284,8 +298,9 @@ class VideoFetchSensor(BaseSensorOperator):
             limit,
         )
         # the scheduler's own deferral timeout comes later than the trigger's deadline, so the
-        # trigger's timeout event normally ends the wait; if the trigger is stalled the scheduler
-        # ends it, and resume_execution turns that into the same sensor timeout
+        # trigger's timeout event normally ends the wait (and, with end_task, a soft_fail skip
+        # ends in the triggerer); if the trigger is stalled the scheduler ends it, and
+        # resume_execution turns that into the same sensor timeout
         grace = timedelta(seconds=remaining + self.deferral_grace)
         self.defer(trigger=trigger, method_name="execute_complete", timeout=grace)
 

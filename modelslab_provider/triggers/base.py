@@ -20,6 +20,7 @@ from modelslab_provider.client.core import DEFAULT_CONN_ID, scrub_text
 from modelslab_provider.client.errors import ModelsLabTimeoutError
 from modelslab_provider.client.policy import RetryPolicy
 from modelslab_provider.events import error_message, error_type, load_poll_policy
+from modelslab_provider.triggers.task_end import end_event, start_deadline
 
 if TYPE_CHECKING:
     from modelslab_provider.client.aio import AsyncModelsLabClient
@@ -70,6 +71,11 @@ class Tracker(Protocol):
 TrackerT = TypeVar("TrackerT", bound=Tracker)
 
 
+def is_template(value: Any) -> bool:
+    """A Jinja template not rendered yet (a sensor started in the triggerer gets it rendered there)."""
+    return isinstance(value, str) and any(mark in value for mark in ("{{", "{%", "{#"))
+
+
 class ModelsLabTrigger(BaseTrigger, Generic[TrackerT]):
     """Base of the ModelsLab triggers: common kwargs, the client, the deadline and error events.
 
@@ -88,8 +94,11 @@ class ModelsLabTrigger(BaseTrigger, Generic[TrackerT]):
         started_at: float | None = None,
         deadline: float | None = None,
         poll_policy: Mapping[str, Any] | None = None,
+        end_task: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__()
+        #: how to end the task here when the wait is over (:func:`.task_end.end_spec`); None: resume
+        self.end_task = dict(end_task) if end_task else None
         self.modelslab_conn_id = modelslab_conn_id
         # resolved once, so a trigger re-created after a triggerer restart keeps the same clock
         self.started_at = float(time.time() if started_at is None else started_at)
@@ -111,6 +120,7 @@ class ModelsLabTrigger(BaseTrigger, Generic[TrackerT]):
                 "started_at": self.started_at,
                 "deadline": self.deadline,
                 "poll_policy": self.poll_policy.to_dict(),
+                "end_task": self.end_task,
             },
         )
 
@@ -131,7 +141,13 @@ class ModelsLabTrigger(BaseTrigger, Generic[TrackerT]):
         return {}
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
-        tracker = self.tracker()
+        if self.deadline is None:
+            self.deadline = start_deadline(self)
+        try:
+            tracker = self.tracker()
+        except Exception as exc:  # e.g. a rendered template that is no request id
+            yield await end_event(self, self.error_event(exc), self.end_task)
+            return
         try:
             if tracker.timed_out(time.time()):
                 event = self.timeout_event(tracker)
@@ -140,7 +156,7 @@ class ModelsLabTrigger(BaseTrigger, Generic[TrackerT]):
                     event = await self.poll(client, tracker)
         except Exception as exc:  # one event, never a crashed trigger: the task reads the message
             event = self.error_event(exc)
-        yield TriggerEvent(event)
+        yield await end_event(self, event, self.end_task)
 
     @contextlib.asynccontextmanager
     async def client(self, tracker: Tracker) -> AsyncIterator[AsyncModelsLabClient]:

@@ -82,8 +82,9 @@ class BatchFetchTrigger(ModelsLabTrigger[BatchWait]):
         poll_policy: dict | None = None,
         finished: dict[str, list[dict[str, Any]]] | None = None,
         limit: str | None = None,
+        end_task: dict | None = None,
     ) -> None:
-        super().__init__(modelslab_conn_id, started_at, deadline, poll_policy)
+        super().__init__(modelslab_conn_id, started_at, deadline, poll_policy, end_task)
         self.jobs = check_jobs(jobs)
         known = {job["id"] for job in self.jobs}
         self.finished = {

@@ -35,7 +35,7 @@ from modelslab_provider.events import (  # noqa: F401  (re-exported: older impor
     error_type,
     urls_from_event,
 )
-from modelslab_provider.triggers.base import ModelsLabTrigger, ProgressLog
+from modelslab_provider.triggers.base import ModelsLabTrigger, ProgressLog, is_template
 
 if TYPE_CHECKING:
     from modelslab_provider.client.aio import AsyncModelsLabClient
@@ -73,15 +73,27 @@ class VideoFetchTrigger(ModelsLabTrigger[WaitTracker]):
         deadline: float | None = None,
         poll_policy: dict | None = None,
         limit: str | None = None,
+        end_task: dict | None = None,
     ) -> None:
-        super().__init__(modelslab_conn_id, started_at, deadline, poll_policy)
-        if api_version not in API_VERSIONS:
-            raise ModelsLabConfigError(f"api_version must be one of {API_VERSIONS}, got {api_version!r}")
-        self.request_id = normalise_request_id(request_id)
-        self.api_version = api_version
+        super().__init__(modelslab_conn_id, started_at, deadline, poll_policy, end_task)
+        self.request_id, self.api_version = request_id, api_version
+        # a sensor started in the triggerer gets its templates rendered there, after __init__
+        self._templated = is_template(request_id) or is_template(api_version)
+        if not self._templated:
+            self._check()
         self.fetch_url = fetch_url or None
         self.eta = None if eta is None else float(eta)
         self.limit = limit or None
+
+    def _check(self) -> None:
+        if self._templated and str(self.request_id).strip() in ("", "None"):
+            raise ModelsLabConfigError(
+                f"request_id rendered to {self.request_id!r} in the triggerer: the XCom it pulls does "
+                "not exist (did the upstream task push it?)"
+            )
+        if self.api_version not in API_VERSIONS:
+            raise ModelsLabConfigError(f"api_version must be one of {API_VERSIONS}, got {self.api_version!r}")
+        self.request_id = normalise_request_id(self.request_id)
         self.wait_name = f"ModelsLab request {self.request_id}"
 
     def own_kwargs(self) -> dict[str, Any]:
@@ -97,6 +109,7 @@ class VideoFetchTrigger(ModelsLabTrigger[WaitTracker]):
         return {"request_id": self.request_id}
 
     def tracker(self) -> WaitTracker:
+        self._check()  # again: rendered templates are only known now
         return WaitTracker(**{name: getattr(self, name) for name in TRACKER_FIELDS}, poll=self.poll_policy)
 
     async def poll(self, client: AsyncModelsLabClient, tracker: WaitTracker) -> dict[str, Any]:

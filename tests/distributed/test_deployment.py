@@ -210,11 +210,13 @@ def test_spread_over_two_triggerers(deployment: Deployment, say: Say) -> None:
     say(f"spread: triggers per triggerer {dict(load)}; fetches per job {dict(per_job)}")
     assert set(load) == {"triggerer1", "triggerer2"}, load
     assert all(len(ids) == 1 for ids in watch.trigger_ids.values()), "a task deferred twice"
-    # every trigger fired exactly once, and each task instance ran on a worker twice: up to the
-    # deferral, and the resumption
+    # every trigger fired exactly once, and each task instance ran on a worker once: up to the
+    # deferral. The trigger ended the task itself (issue 24, docs/waiting-modes.md "Ending in the
+    # triggerer": Airflow 3.3, no success callback, outlets, lineage reader or listener here), so
+    # no worker resumed it; with end_from_trigger=False, or on Airflow 3.1/3.2, this would be 2
     assert_fired_once(dep, list(jobs.values()))
     for task_id, map_index in mapped:
-        assert worker_runs(dep, "dist_spread", run_id, task_id, map_index, 1) == 2, (task_id, map_index)
+        assert worker_runs(dep, "dist_spread", run_id, task_id, map_index, 1) == 1, (task_id, map_index)
 
 
 # --------------------------------------------------------------------------- 2. triggerer killed
@@ -286,8 +288,9 @@ def test_triggerer_killed(deployment: Deployment, say: Say) -> None:
     assert all(survivor_id in watch.seen[k] for k in moved)
     assert_fired_once(dep, list(jobs.values()))
     for task_id, map_index in rows:
-        # no task resumes twice: the try ran on a worker up to its deferral, then once to finish
-        assert worker_runs(dep, dag_id, run_id, task_id, map_index, 1) == 2, map_index
+        # the try ran on a worker up to its deferral only: the surviving triggerer's trigger ended
+        # the task (issue 24; 2 runs before, when a worker resumed it to finish)
+        assert worker_runs(dep, dag_id, run_id, task_id, map_index, 1) == 1, map_index
 
 
 # --------------------------------------------------------------------------- 3. worker killed
@@ -440,8 +443,11 @@ def test_database_restart(deployment: Deployment, say: Say) -> None:
     # ran again after a triggerer exited would only poll again: that is reported, not failed)
     jobs_now = dep.sim.get("/_sim/jobs")
     assert all(jobs_now[str(j)]["status"] == "success" for j in jobs)
-    for task_id, map_index in rows:
-        assert worker_runs(dep, dag_id, run_id, task_id, map_index, 1) == 2, map_index
+    # a task ends in the triggerer (1 worker run: up to its deferral), or, when the trigger could
+    # not write its XComs over the outage, falls back to resuming on a worker (2 runs); never more
+    runs = Counter(worker_runs(dep, dag_id, run_id, task_id, map_index, 1) for task_id, map_index in rows)
+    say(f"database restart: worker runs per task {dict(runs)} (1: ended in the triggerer)")
+    assert set(runs) <= {1, 2}, runs
 
 
 # --------------------------------------------------------------------------- 5. key-leak scan

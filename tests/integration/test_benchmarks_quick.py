@@ -134,3 +134,12 @@ def test_batch_benchmark_counts(quick: tuple[dict[str, Result], str]) -> None:
     for row in (batch, single):
         assert finite(row["slot_seconds"])
         assert row["slot_seconds"] > 0
+
+
+def test_waits_ended_in_the_triggerer_use_fewer_worker_runs(quick: tuple[dict[str, Result], str]) -> None:
+    """Counts, not timings: a started sensor never runs on a worker, an ended one only for its first poke."""
+    results, _ = quick
+    slots = results["end"].rows[0]["slots"]
+    assert slots["start"]["worker_runs"] == 0
+    assert slots["end"]["worker_runs"] == slots["end"]["tasks"]
+    assert slots["poke"]["worker_runs"] == slots["poke"]["tasks"]

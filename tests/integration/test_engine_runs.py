@@ -73,6 +73,10 @@ def _scheduler(sim: Simulator, home: Path, store: Path, tag: str) -> tuple[DagRu
         af.wait_until(
             "the DAG to be parsed", lambda: af.query("SELECT 1 FROM dag WHERE dag_id=?", DAG_ID), 120
         )
+        # a home cloned after other tests' ``dags test`` runs holds the DAG paused (created so):
+        # a run triggered then would stay queued
+        unpaused = af.airflow("dags", "unpause", DAG_ID)
+        assert unpaused.returncode == 0, unpaused.stdout + unpaused.stderr
         triggered = af.airflow("dags", "trigger", DAG_ID, "-c", json.dumps({"tag": tag}))
         assert triggered.returncode == 0, triggered.stdout + triggered.stderr
         run_id = af.wait_until(

@@ -98,8 +98,23 @@ ALLOWED: dict[str, tuple[str, ...]] = {
     f"{P}.hooks": ("airflow", f"{P}.client", f"{P}.connection_form"),
     f"{P}.events": ("airflow", f"{P}.client"),
     f"{P}.lineage": ("airflow", f"{P}.client", f"{P}.hooks"),
-    f"{P}.triggers": ("airflow", f"{P}.client", f"{P}.hooks", f"{P}.events"),
-    f"{P}.sensors": ("airflow", f"{P}.client", f"{P}.hooks", f"{P}.events", f"{P}.triggers"),
+    # triggers.task_end: the Airflow line gates and the "is a lineage reader installed" check
+    f"{P}.triggers": (
+        "airflow",
+        f"{P}.client",
+        f"{P}.hooks",
+        f"{P}.events",
+        f"{P}.lineage",
+        f"{P}.version_compat",
+    ),
+    f"{P}.sensors": (
+        "airflow",
+        f"{P}.client",
+        f"{P}.hooks",
+        f"{P}.events",
+        f"{P}.triggers",
+        f"{P}.version_compat",
+    ),
     # the paid-job engine: below the operators, above the hook and the triggers
     f"{P}.jobs": (
         "airflow",

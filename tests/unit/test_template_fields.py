@@ -56,6 +56,8 @@ NOT_TEMPLATED = {
     ),
     "modelslab_conn_id@store": "names the origin trusted even when private: not a run's choice",
     "poll_policy": "an advanced object, validated and serialized when the DAG is parsed",
+    "end_from_trigger": "a bool; a rendered 'False' string would be true (read when the task defers)",
+    "start_from_trigger": "Airflow reads it (and the trigger's arguments) when the DAG is parsed",
 }
 
 

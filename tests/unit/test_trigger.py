@@ -329,6 +329,7 @@ def test_serialize_round_trips_exactly_with_json_only_kwargs() -> None:
         "deadline",
         "poll_policy",
         "limit",
+        "end_task",
     }
 
 
