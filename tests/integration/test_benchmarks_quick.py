@@ -88,9 +88,11 @@ def test_worker_slots_counted_every_run(quick: tuple[dict[str, Result], str]) ->
         assert r["worker_runs"] >= r["task_instances"]
         assert finite(r["slot_seconds"])
         assert r["slot_seconds"] > 0
-    # a deferred sensor runs on a worker at least twice per wait: before the deferral and to resume
+    # a deferred sensor runs on a worker at least once per wait, up to its deferral; on Airflow 3.3
+    # its trigger ends the task (end_from_trigger), so no second run resumes it: the counts of
+    # that difference are checked by test_waits_ended_in_the_triggerer_use_fewer_worker_runs
     deferrable = rows["deferrable"]
-    assert deferrable["worker_runs"] >= 2 * deferrable["task_instances"]
+    assert deferrable["worker_runs"] >= deferrable["task_instances"]
     # a poking sensor runs once per try (the DAG allows one retry for a scheduler race under load)
     assert rows["poke"]["worker_runs"] == rows["poke"]["task_instances"] + rows["poke"]["retries"]
 
