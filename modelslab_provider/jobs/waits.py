@@ -38,7 +38,7 @@ class JobOperator(Protocol):
     modelslab_conn_id: str
     wait_for_completion: bool
     deferrable: bool
-    end_from_trigger: bool
+    end_in_triggerer: bool
     timeout: float
     execution_timeout: Any
 

@@ -66,7 +66,10 @@ class ModelsLabBaseOperator(BaseOperator):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        self.end_from_trigger = end_from_trigger
+        # not ``self.end_from_trigger``: Airflow refuses, when the DAG is parsed, a task whose
+        # ``end_from_trigger`` is true if listeners are installed (dagbag.bag_dag); we decide when
+        # the task defers instead, and resume on a worker for listeners (triggers/task_end.py)
+        self.end_in_triggerer = end_from_trigger
         self.modelslab_conn_id = modelslab_conn_id
         self.wait_for_completion = wait_for_completion
         self.deferrable = deferrable

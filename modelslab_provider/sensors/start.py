@@ -75,7 +75,7 @@ def configure(sensor: _Sensor) -> None:
         if is_template(value):
             _check_template(sensor, name, value)
     end_task: dict[str, Any] | None = None
-    if sensor.end_from_trigger:
+    if sensor.end_in_triggerer:
         reason = static_reason(sensor)
         if reason is None:
             end_task = {

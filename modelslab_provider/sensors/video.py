@@ -102,7 +102,7 @@ class VideoFetchSensor(BaseSensorOperator):
         self.deferrable = deferrable
         # kept as a plain dict: it is JSON for the trigger and cheap to serialize with the DAG
         self.poll_policy = load_poll_policy(poll_policy).to_dict()
-        self.end_from_trigger = end_from_trigger
+        self.end_in_triggerer = end_from_trigger  # not end_from_trigger: see ModelsLabBaseOperator
         self.start_from_trigger = start_from_trigger
         if start_from_trigger:
             from modelslab_provider.sensors.start import configure

@@ -123,7 +123,7 @@ def end_spec(task: Any, context: Any, kind: str, **options: Any) -> dict[str, An
     trigger's message goes), ``allow_partial_failure`` (batch). The engine calls it where it builds
     the trigger (:func:`modelslab_provider.jobs.waits.defer_wait`), the sensor where it defers.
     """
-    if not getattr(task, "end_from_trigger", True):
+    if not getattr(task, "end_in_triggerer", True):
         return None
     reason = worker_needed(task)
     if reason is not None:

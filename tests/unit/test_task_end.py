@@ -220,3 +220,19 @@ def test_a_started_sensor_uses_airflows_stored_timeout_less_the_margin() -> None
     made.timeout_after = datetime(2026, 1, 1, tzinfo=UTC)
     assert task_end.start_deadline(made) == made.timeout_after.timestamp() - START_TIMEOUT_MARGIN
     assert task_end.start_deadline(VideoFetchTrigger(request_id="1")) is None
+
+
+def test_airflow_sees_no_end_from_trigger_attribute_so_listeners_never_break_parsing() -> None:
+    """Airflow's DagBag refuses a task whose ``end_from_trigger`` is true when listeners exist.
+
+    Ours decides at defer time (listeners: resume on a worker), so the attribute Airflow reads
+    stays false whatever the argument says; the choice lives in ``end_in_triggerer``.
+    """
+    from modelslab_provider.operators.video import ModelsLabTextToVideoOperator
+    from modelslab_provider.sensors.video import VideoFetchSensor
+
+    op = ModelsLabTextToVideoOperator(task_id="t", prompt="p", deferrable=True, end_from_trigger=True)
+    sensor = VideoFetchSensor(task_id="s", request_id="1", deferrable=True, end_from_trigger=True)
+    for operator in (op, sensor):
+        assert getattr(operator, "end_from_trigger", False) is False
+        assert operator.end_in_triggerer is True
