@@ -99,12 +99,17 @@ def address_problem(address: str) -> str | None:
         ip: IPAddress = ipaddress.ip_address(address.split("%", 1)[0])
     except ValueError:
         return "not an IP address"
-    for form, inner in embedded_ipv4(ip):
+    carried = list(embedded_ipv4(ip))
+    for form, inner in carried:
         problem = _class_problem(inner)
         if problem is not None:
             return f"{problem} ({form} form of {inner})"
     if ip in _NAT64_LOCAL:
         return "reserved (local-use NAT64 prefix)"
+    if carried:
+        # judged by the IPv4 it carries: Python 3.13's ipaddress calls 6to4, Teredo and NAT64
+        # prefixes themselves "not global", whatever the address inside
+        return None
     return _class_problem(ip)
 
 
