@@ -191,7 +191,7 @@ def test_the_sensor_starts_in_the_triggerer_with_a_plain_upstream_output() -> No
 
         upstream = submit()
         if not AIRFLOW_V_3_3_PLUS:  # older triggerers never render templates: refused at parse time
-            with pytest.raises(ValueError, match="needs Airflow 3.3"):
+            with pytest.raises(ValueError, match=r"needs Airflow 3\.3"):
                 VideoFetchSensor(task_id="wait", request_id=upstream, start_from_trigger=True, timeout=60)
             return
         wait = VideoFetchSensor(task_id="wait", request_id=upstream, start_from_trigger=True, timeout=60)
@@ -213,7 +213,7 @@ def test_the_sensor_starts_in_the_triggerer_with_a_plain_upstream_output() -> No
 
 
 def test_start_from_trigger_refuses_what_the_triggerer_cannot_render() -> None:
-    first = "map_indexes" if AIRFLOW_V_3_3_PLUS else "needs Airflow 3.3"
+    first = "map_indexes" if AIRFLOW_V_3_3_PLUS else r"needs Airflow 3\.3"
     with pytest.raises(ValueError, match=first):
         VideoFetchSensor(task_id="w", request_id="{{ ti.xcom_pull('submit') }}", start_from_trigger=True)
     with _dag():
@@ -222,7 +222,7 @@ def test_start_from_trigger_refuses_what_the_triggerer_cannot_render() -> None:
         def ids() -> list[str]:
             return ["1"]
 
-        with pytest.raises(ValueError, match="cannot be rendered in the triggerer|needs Airflow 3.3"):
+        with pytest.raises(ValueError, match=r"cannot be rendered in the triggerer|needs Airflow 3\.3"):
             VideoFetchSensor(task_id="w", request_id=ids().map(str), start_from_trigger=True)
 
 
