@@ -4,9 +4,10 @@ A real scheduler, triggerer, dag-processor and LocalExecutor on a throwaway AIRF
 ``dags/faults_load.py``: 200 mapped deferrable sensors, each on its own simulator job. The jobs
 never finish on their own; once all 200 sensors are deferred together (200 trigger rows, one
 triggerer), the test completes every job at once. Then every task must succeed on its first try
-with its own job's URL, each task must defer once and resume once (its task log), no trigger
-may report "ready" twice, the trigger table must end empty, and the simulator must see no fetch
-after any success (a duplicated or re-run trigger would poll again).
+with its own job's URL, each task must defer once and be ended by its trigger (no resume on a
+worker: Airflow 3.3, end_from_trigger), no trigger may report "ready" twice, the trigger table
+must end empty, and the simulator must see no fetch after any success (a duplicated or re-run
+trigger would poll again).
 """
 
 from __future__ import annotations
@@ -142,7 +143,8 @@ def test_200_concurrent_deferred_waits(tmp_path: Path) -> None:
     }
     assert polled_after == set(ids), "a job was never polled after it was ready"
 
-    # one deferral and one resume per task, on its own job; no trigger reported "ready" twice
+    # one deferral per task, on its own job, and no resume on a worker (the trigger ends the task
+    # and writes its XComs, checked above); no trigger reported "ready" twice
     ready_in_triggers: Counter[str] = Counter()
     ready_in_tasks: Counter[str] = Counter()
     deferrals: Counter[str] = Counter()
@@ -155,8 +157,7 @@ def test_200_concurrent_deferred_waits(tmp_path: Path) -> None:
         else:
             ready_in_tasks.update(READY.findall(text))
             deferrals.update(DEFERRING.findall(text))
-    assert set(ready_in_tasks) == set(ids), len(ready_in_tasks)
-    assert set(ready_in_tasks.values()) == {1}, ready_in_tasks.most_common(3)
+    assert not ready_in_tasks, ready_in_tasks.most_common(3)
     assert set(deferrals) == set(ids), len(deferrals)
     assert set(deferrals.values()) == {1}, deferrals.most_common(3)
     # trigger log files may miss their last lines (Airflow ships them asynchronously and closes
