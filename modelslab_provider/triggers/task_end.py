@@ -24,6 +24,7 @@ from airflow.triggers.base import TaskFailedEvent, TaskSkippedEvent, TaskSuccess
 
 from modelslab_provider.events import (
     FINAL_ERROR_TYPES,
+    XCOM_VIDEO_URL,
     batch_event,
     batch_outputs,
     urls_from_event,
@@ -37,6 +38,8 @@ log = logging.getLogger(__name__)
 #: ``timeout``, and ends its wait at ``timeout_after`` minus this: the trigger's own timeout event
 #: (a skip under ``soft_fail``, without a worker) comes first, and the clock survives a restart
 START_TIMEOUT_MARGIN = 30.0
+#: the name of the operators' "ModelsLab Video" extra link (operators/video.py ModelsLabVideoLink)
+VIDEO_LINK_NAME = "ModelsLab Video"
 #: where an operator's timeout text takes the trigger's message (see :func:`end_spec`)
 MESSAGE = "\x00message\x00"
 KINDS = ("video", "sensor", "batch")
@@ -136,6 +139,12 @@ def end_spec(task: Any, context: Any, kind: str, **options: Any) -> dict[str, An
         "mapped_length": _mapped_dependants(task, getattr(ti, "map_index", -1)),
         "dag_result": bool(getattr(task, "returns_dag_result", False)),
         "skip_on_failure": bool(getattr(task, "soft_fail", False) or getattr(task, "never_fail", False)),
+        # the "ModelsLab Video" button: a worker stores it in finalize(), after the task's last run
+        "link_keys": [
+            str(link.xcom_key)
+            for link in getattr(task, "operator_extra_links", ())
+            if getattr(link, "name", None) == VIDEO_LINK_NAME
+        ],
         **options,
     }
 
@@ -229,7 +238,7 @@ def _success_xcoms(payload: Mapping[str, Any], spec: Mapping[str, Any]) -> tuple
         results = assemble(jobs, finished, sum(int(j["size"]) for j in jobs))
         if any(r.status != "success" for r in results) and not spec.get("allow_partial_failure"):
             return None  # the worker pushes 'results', then fails the task naming each failed input
-        return batch_outputs(results, bool(spec.get("allow_partial_failure")))
+        return _with_links(batch_outputs(results, bool(spec.get("allow_partial_failure"))), spec)
     try:
         urls = urls_from_event(dict(payload), conn_id="")
     except Exception:
@@ -237,7 +246,16 @@ def _success_xcoms(payload: Mapping[str, Any], spec: Mapping[str, Any]) -> tuple
     if spec.get("kind") == "sensor":
         return {}, urls
     details = payload.get("details")
-    return video_outputs(urls, details if isinstance(details, Mapping) else {})
+    return _with_links(video_outputs(urls, details if isinstance(details, Mapping) else {}), spec)
+
+
+def _with_links(outputs: tuple[dict[str, Any], Any], spec: Mapping[str, Any]) -> tuple[dict[str, Any], Any]:
+    """Add the extra link's stored value (the first video's URL), as a worker's finalize() would."""
+    xcoms, value = outputs
+    url = xcoms.get(XCOM_VIDEO_URL)
+    if isinstance(url, str) and url.startswith(("https://", "http://")):
+        xcoms = {**xcoms, **{key: url for key in spec.get("link_keys") or ()}}
+    return xcoms, value
 
 
 def start_deadline(trigger: Any) -> float | None:

@@ -64,7 +64,12 @@ def worker_xcoms(op: Any, ctx: dict[str, Any], event: dict[str, Any]) -> dict[st
     """What the worker path pushes after the wait, ``return_value`` included."""
     before = set(ctx["ti"].xcom)  # the record (ids, track ids) is pushed before the deferral
     value = op.execute_complete(ctx, event)
-    return {"return_value": value, **{k: v for k, v in ctx["ti"].xcom.items() if k not in before}}
+    pushed = {"return_value": value, **{k: v for k, v in ctx["ti"].xcom.items() if k not in before}}
+    # then Airflow's finalize() stores the "ModelsLab Video" link: get_link's answer, the first URL
+    for link in op.operator_extra_links:
+        if "video_url" in pushed:
+            pushed[link.xcom_key] = pushed["video_url"]
+    return pushed
 
 
 def test_a_video_ends_in_the_triggerer_with_the_worker_xcoms(
