@@ -201,8 +201,12 @@ def test_spread_over_two_triggerers(deployment: Deployment, say: Say) -> None:
     )
     fetches = fetch_counts(dep)
     per_job = Counter(fetches[j] for j in jobs.values())
-    # ready at the 3rd fetch; nothing polls a finished job
-    assert per_job == Counter({3: 2 * n}), per_job
+    # ready at the 3rd fetch. A trigger that ends its task writes the XComs through the API
+    # server first; on a loaded machine the other triggerer can take the trigger over meanwhile
+    # and poll once more (a free fetch; the task still ends once, on try 1, as asserted above):
+    # seen for 16 of 200 jobs on 2 cores. More than one extra poll would be a bug.
+    assert set(per_job) <= {3, 4}, per_job
+    assert per_job[3] >= n, per_job
     # every task instance deferred, and both triggerers ran triggers
     assert set(watch.seen) == set(mapped), f"never seen deferred: {set(mapped) - set(watch.seen)}"
     names = triggerer_names(dep)
