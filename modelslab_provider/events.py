@@ -50,6 +50,8 @@ XCOM_GENERATION_TIME = "generation_time"
 XCOM_META = "meta"
 #: every input's result, failed ones included (batch tasks)
 XCOM_RESULTS = "results"
+#: the operators' extra link (``operators.video.ModelsLabVideoLink``), stored from ``video_url``
+VIDEO_LINK_NAME = "ModelsLab Video"
 
 #: strings in the echoed ``meta`` longer than this (e.g. a base64 ``init_image``) are shortened
 META_MAX_STRING = 2000

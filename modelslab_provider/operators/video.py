@@ -14,6 +14,7 @@ from airflow.providers.common.compat.sdk import AirflowFailException, BaseOperat
 
 from modelslab_provider.client.errors import ModelsLabError
 from modelslab_provider.client.submit import Default, image_urls, typed_payload
+from modelslab_provider.events import VIDEO_LINK_NAME
 from modelslab_provider.operators.video_job import STATE_KEY, XCOM_VIDEO_URL, VideoJobOperator
 
 if TYPE_CHECKING:
@@ -27,7 +28,7 @@ class ModelsLabVideoLink(BaseOperatorLink):
     never needs this class.
     """
 
-    name = "ModelsLab Video"
+    name = VIDEO_LINK_NAME
 
     def get_link(self, operator: BaseOperator, *, ti_key: TaskInstanceKey) -> str:
         url = XCom.get_value(key=XCOM_VIDEO_URL, ti_key=ti_key)

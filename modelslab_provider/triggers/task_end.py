@@ -24,6 +24,7 @@ from airflow.triggers.base import TaskFailedEvent, TaskSkippedEvent, TaskSuccess
 
 from modelslab_provider.events import (
     FINAL_ERROR_TYPES,
+    VIDEO_LINK_NAME,
     XCOM_VIDEO_URL,
     batch_event,
     batch_outputs,
@@ -38,8 +39,6 @@ log = logging.getLogger(__name__)
 #: ``timeout``, and ends its wait at ``timeout_after`` minus this: the trigger's own timeout event
 #: (a skip under ``soft_fail``, without a worker) comes first, and the clock survives a restart
 START_TIMEOUT_MARGIN = 30.0
-#: the name of the operators' "ModelsLab Video" extra link (operators/video.py ModelsLabVideoLink)
-VIDEO_LINK_NAME = "ModelsLab Video"
 #: where an operator's timeout text takes the trigger's message (see :func:`end_spec`)
 MESSAGE = "\x00message\x00"
 KINDS = ("video", "sensor", "batch")
