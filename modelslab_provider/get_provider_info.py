@@ -43,7 +43,7 @@ def get_provider_info() -> dict[str, Any]:
         "triggers": [
             {
                 "integration-name": "ModelsLab",
-                "python-modules": ["modelslab_provider.triggers.video", "modelslab_provider.triggers.batch"],
+                "python-modules": ["modelslab_provider.triggers.video"],
             }
         ],
         "extra-links": ["modelslab_provider.operators.video.ModelsLabVideoLink"],

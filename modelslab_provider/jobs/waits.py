@@ -1,10 +1,10 @@
 """A paid job's wait for its videos: in the worker, or deferred to the trigger, cut at the try's deadline.
 
-A single-video job waits on :class:`~modelslab_provider.triggers.video.VideoFetchTrigger` (its
-polls follow the API's ETA); a batch task's job on
-:class:`~modelslab_provider.triggers.batch.BatchFetchTrigger`, one fetch per unfinished
-submission per round. Both sides use the same trackers as the worker's loops, so a deferred and
-a sync wait decide alike.
+Deferred, every job waits on the one trigger,
+:class:`~modelslab_provider.triggers.video.VideoFetchTrigger`: a single-video job with its
+``request_id`` (polls follow the API's ETA), a batch task's job with its ``jobs`` (one fetch per
+unfinished submission per round). The trigger uses the same trackers as the worker's loops, so a
+deferred and a sync wait decide alike.
 """
 
 from __future__ import annotations
@@ -92,9 +92,9 @@ def defer_wait(job: PaidJob) -> NoReturn:
         timeout_message=outcomes.timeout_message(MESSAGE, job.ids_text(), remembered=job.remembered),
         allow_partial_failure=job.spec.accept_failures,
     )
-    if job.spec.video:
-        from modelslab_provider.triggers.video import VideoFetchTrigger
+    from modelslab_provider.triggers.video import VideoFetchTrigger
 
+    if job.spec.video:
         record = job.jobs[0]
         op.log.info(
             "Deferring: the triggerer waits for ModelsLab request %s until %s (%s)",
@@ -102,7 +102,7 @@ def defer_wait(job: PaidJob) -> NoReturn:
             deadline_text,
             job.limit,
         )
-        trigger: Any = VideoFetchTrigger(
+        trigger = VideoFetchTrigger(
             request_id=record["id"],
             modelslab_conn_id=op.modelslab_conn_id,
             api_version=record.get("api_version") or "v6",
@@ -115,15 +115,13 @@ def defer_wait(job: PaidJob) -> NoReturn:
             end_task=end_task,
         )
     else:
-        from modelslab_provider.triggers.batch import BatchFetchTrigger
-
         op.log.info(
             "Deferring: the triggerer waits for %s until %s (%s)",
             job.spec.size_text,
             deadline_text,
             job.limit,
         )
-        trigger = BatchFetchTrigger(
+        trigger = VideoFetchTrigger(
             jobs=[dict(j) for j in job.jobs],
             modelslab_conn_id=op.modelslab_conn_id,
             started_at=_started_at(job),

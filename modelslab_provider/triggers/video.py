@@ -1,9 +1,13 @@
-"""VideoFetchTrigger: waits for a ModelsLab video in the triggerer, without holding a worker slot.
+"""VideoFetchTrigger: waits for a paid job's videos in the triggerer, without holding a worker slot.
 
-One trigger serves the sensor and every generating operator. It is read-only (it only polls the
-free fetch endpoint), so running it twice after a triggerer failover is harmless. Every poll
-decision comes from :class:`~modelslab_provider.client.policy.WaitTracker`, the same one the sync
-wait loop uses. :func:`urls_from_event` is the one place where a resumed task checks the event.
+The one trigger of the provider: the sensor and every generating operator wait for one request
+(``request_id``; its polls follow the API's ETA, decided by
+:class:`~modelslab_provider.client.policy.WaitTracker`), and the batch operator for the
+submissions of its job (``jobs``; one fetch per unfinished submission per round, decided by
+:class:`~modelslab_provider.client.batch.BatchWait`, see :mod:`.batch`). Both trackers are the
+ones the worker's sync waits use. It is read-only (it only polls the free fetch endpoints), so
+running it twice after a triggerer failover is harmless. :func:`urls_from_event` is the one place
+where a resumed task checks a single request's event.
 """
 
 from __future__ import annotations
@@ -36,17 +40,27 @@ from modelslab_provider.events import (  # noqa: F401  (re-exported: older impor
     urls_from_event,
 )
 from modelslab_provider.triggers.base import ModelsLabTrigger, ProgressLog, is_template
+from modelslab_provider.triggers.batch import (
+    check_finished,
+    check_jobs,
+    finished_entries,
+    jobs_tracker,
+    poll_jobs,
+)
 
 if TYPE_CHECKING:
     from modelslab_provider.client.aio import AsyncModelsLabClient
+    from modelslab_provider.client.batch import BatchWait
 
 CLASSPATH = "modelslab_provider.triggers.video.VideoFetchTrigger"
 #: the trigger's kwargs that are also fields of its :class:`WaitTracker`
 TRACKER_FIELDS = ("request_id", "started_at", "deadline", "eta", "limit")
 
 
-class VideoFetchTrigger(ModelsLabTrigger[WaitTracker]):
-    """Poll ModelsLab's fetch endpoint until the video is ready, then fire one event and return.
+class VideoFetchTrigger(ModelsLabTrigger["WaitTracker | BatchWait"]):
+    """Poll ModelsLab until the job is over, then fire one event and return.
+
+    Give ``request_id`` (one video) or ``jobs`` (a batch task's submissions), not both.
 
     :param request_id: the ModelsLab request id (int or str; kept as a string).
     :param modelslab_conn_id: the Airflow connection with the API key; looked up asynchronously.
@@ -58,13 +72,17 @@ class VideoFetchTrigger(ModelsLabTrigger[WaitTracker]):
     :param poll_policy: :meth:`PollPolicy.to_dict` output; defaults to ``PollPolicy()``.
     :param limit: which of the task's limits set ``deadline`` (e.g. ``execution_timeout of 20 s``),
         named in the timeout message.
+    :param jobs: instead of ``request_id``, every submission of a batch task's job:
+        ``[{"id", "kind": "batch"|"single", "size", "api_version", "fetch_url", "track_id", ...}]``.
+    :param finished: with ``jobs``, the final entries (``EntryResult.to_dict``) of submissions a
+        new try found finished, by job id; they are not fetched again.
     """
 
     classpath = CLASSPATH
 
     def __init__(
         self,
-        request_id: str,
+        request_id: str | None = None,
         modelslab_conn_id: str = DEFAULT_CONN_ID,
         api_version: str = V6,
         fetch_url: str | None = None,
@@ -74,16 +92,25 @@ class VideoFetchTrigger(ModelsLabTrigger[WaitTracker]):
         poll_policy: dict | None = None,
         limit: str | None = None,
         end_task: dict | None = None,
+        jobs: list[dict[str, Any]] | None = None,
+        finished: dict[str, list[dict[str, Any]]] | None = None,
     ) -> None:
         super().__init__(modelslab_conn_id, started_at, deadline, poll_policy, end_task)
+        if (request_id is None) == (jobs is None):
+            raise ModelsLabConfigError("give request_id (one video) or jobs (a job's submissions), not both")
+        self.limit = limit or None
+        #: a job of many submissions (None: one request)
+        self.jobs = None if jobs is None else check_jobs(jobs)
+        self.finished = None if self.jobs is None else check_finished(finished, self.jobs)
         self.request_id, self.api_version = request_id, api_version
-        # a sensor started in the triggerer gets its templates rendered there, after __init__
-        self._templated = is_template(request_id) or is_template(api_version)
-        if not self._templated:
-            self._check()
         self.fetch_url = fetch_url or None
         self.eta = None if eta is None else float(eta)
-        self.limit = limit or None
+        # a sensor started in the triggerer gets its templates rendered there, after __init__
+        self._templated = is_template(request_id) or is_template(api_version)
+        if self.jobs is not None:
+            self.wait_name = "ModelsLab batches"
+        elif not self._templated:
+            self._check()
 
     def _check(self) -> None:
         if self._templated and str(self.request_id).strip() in ("", "None"):
@@ -97,6 +124,8 @@ class VideoFetchTrigger(ModelsLabTrigger[WaitTracker]):
         self.wait_name = f"ModelsLab request {self.request_id}"
 
     def own_kwargs(self) -> dict[str, Any]:
+        if self.jobs is not None:
+            return {"jobs": [dict(job) for job in self.jobs], "finished": self.finished, "limit": self.limit}
         return {
             "request_id": self.request_id,
             "api_version": self.api_version,
@@ -106,13 +135,24 @@ class VideoFetchTrigger(ModelsLabTrigger[WaitTracker]):
         }
 
     def event_ids(self) -> dict[str, Any]:
-        return {"request_id": self.request_id}
+        return {} if self.jobs is not None else {"request_id": self.request_id}
 
-    def tracker(self) -> WaitTracker:
+    def timeout_fields(self, tracker: WaitTracker | BatchWait) -> dict[str, Any]:
+        # a batch's timeout carries what did finish, so a retry reuses it
+        return {"finished": finished_entries(tracker)} if self.jobs is not None else {}  # type: ignore[arg-type]
+
+    def tracker(self) -> WaitTracker | BatchWait:
+        if self.jobs is not None:
+            return jobs_tracker(self)
         self._check()  # again: rendered templates are only known now
         return WaitTracker(**{name: getattr(self, name) for name in TRACKER_FIELDS}, poll=self.poll_policy)
 
-    async def poll(self, client: AsyncModelsLabClient, tracker: WaitTracker) -> dict[str, Any]:
+    async def poll(self, client: AsyncModelsLabClient, tracker: WaitTracker | BatchWait) -> dict[str, Any]:
+        if self.jobs is not None:
+            return await poll_jobs(self, client, tracker)  # type: ignore[arg-type]
+        return await self._poll_request(client, tracker)  # type: ignore[arg-type]
+
+    async def _poll_request(self, client: AsyncModelsLabClient, tracker: WaitTracker) -> dict[str, Any]:
         # jittered like every later wait: triggers deferred together do not poll in one burst
         delay = tracker.first_delay(time.time(), random.random())  # noqa: S311
         self.log.info(

@@ -1,6 +1,7 @@
 """ModelsLabVideoBatchOperator against the simulator on 127.0.0.1, with a stand-in task context.
 
-Submits and fetches are counted on the simulator; deferrals run the real BatchFetchTrigger.
+Submits and fetches are counted on the simulator; deferrals run the real VideoFetchTrigger with the
+job's submissions.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from airflow.providers.common.compat.sdk import (
 from modelslab_provider.client.batch import derive_track_id
 from modelslab_provider.operators.batch import STATE_KEY, ModelsLabVideoBatchOperator
 from modelslab_provider.simulator import Simulator
-from modelslab_provider.triggers.batch import BatchFetchTrigger
+from modelslab_provider.triggers.video import VideoFetchTrigger
 from modelslab_provider.version_compat import AIRFLOW_V_3_3_PLUS
 from tests.unit.test_operators import KEY, FakeStore, needs_store, run_trigger
 from tests.unit.test_operators import FakeTI as _FakeTI
@@ -61,7 +62,7 @@ def run_deferrable(task: ModelsLabVideoBatchOperator, ctx: dict[str, Any]) -> An
     with pytest.raises(TaskDeferred) as info:
         task.execute(ctx)
     deferred = info.value
-    assert isinstance(deferred.trigger, BatchFetchTrigger)
+    assert isinstance(deferred.trigger, VideoFetchTrigger)
     kwargs = json.dumps(deferred.trigger.serialize()[1])  # JSON-only kwargs
     assert KEY not in kwargs
     event = run_trigger(deferred.trigger)  # type: ignore[arg-type]
@@ -286,8 +287,27 @@ def test_retry_after_a_lost_deferral_reconnects_instead_of_submitting(sim: Simul
     assert ctx["ti"].xcom["batch_ids"] == [j["id"] for j in store.data[STATE_KEY]["jobs"]]
 
 
+def test_one_trigger_serves_batches_and_single_videos() -> None:
+    """A batch wait is the provider's one trigger with a job list; the old classpath still loads."""
+    import importlib
+
+    from modelslab_provider.client.errors import ModelsLabConfigError
+
+    jobs = [{"id": "5", "kind": "batch", "size": 3}]
+    classpath, kwargs = VideoFetchTrigger(jobs=jobs, deadline=1e10).serialize()
+    assert classpath == "modelslab_provider.triggers.video.VideoFetchTrigger"
+    assert kwargs["jobs"][0]["id"] == "5" and "request_id" not in kwargs
+    # a batch task deferred under 'triggers.batch.BatchFetchTrigger' before an upgrade resumes after it
+    module, _, name = "modelslab_provider.triggers.batch.BatchFetchTrigger".rpartition(".")
+    old = getattr(importlib.import_module(module), name)
+    assert old(**kwargs).serialize() == (classpath, kwargs)
+    for wrong in ({}, {"request_id": "7", "jobs": jobs}):
+        with pytest.raises(ModelsLabConfigError, match="request_id .* or jobs"):
+            VideoFetchTrigger(**wrong)
+
+
 def test_unknown_batch_fails_the_wait(sim: Simulator) -> None:
-    trigger = BatchFetchTrigger(
+    trigger = VideoFetchTrigger(
         jobs=[{"id": "99999", "kind": "batch", "size": 3}], poll_policy={"min_interval": 0.05}
     )
     event = run_trigger(trigger)  # type: ignore[arg-type]
@@ -331,7 +351,7 @@ def test_a_batch_wait_logs_progress_at_info_only_on_news(
     with pytest.raises(TaskDeferred) as deferred:
         task.execute(context())
     levels = Levels()
-    monkeypatch.setattr(BatchFetchTrigger, "log", property(lambda self: levels))
+    monkeypatch.setattr(VideoFetchTrigger, "log", property(lambda self: levels))
     assert run_trigger(deferred.value.trigger)["status"] == "success"  # type: ignore[arg-type]
     rounds = [(lvl, text) for lvl, text in levels.lines if text.startswith("ModelsLab: ")]
     info = [text for lvl, text in rounds if lvl == "info"]
