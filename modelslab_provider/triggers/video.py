@@ -4,7 +4,7 @@ The one trigger of the provider: the sensor and every generating operator wait f
 (``request_id``; its polls follow the API's ETA, decided by
 :class:`~modelslab_provider.client.policy.WaitTracker`), and the batch operator for the
 submissions of its job (``jobs``; one fetch per unfinished submission per round, decided by
-:class:`~modelslab_provider.client.batch.BatchWait`, see :mod:`.batch`). Both trackers are the
+:class:`~modelslab_provider.client.batch.BatchWait`, see :mod:`.batch_wait`). Both trackers are the
 ones the worker's sync waits use. It is read-only (it only polls the free fetch endpoints), so
 running it twice after a triggerer failover is harmless. :func:`urls_from_event` is the one place
 where a resumed task checks a single request's event.
@@ -40,7 +40,7 @@ from modelslab_provider.events import (  # noqa: F401  (re-exported: older impor
     urls_from_event,
 )
 from modelslab_provider.triggers.base import ModelsLabTrigger, ProgressLog, is_template
-from modelslab_provider.triggers.batch import (
+from modelslab_provider.triggers.batch_wait import (
     check_finished,
     check_jobs,
     finished_entries,

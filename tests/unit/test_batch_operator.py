@@ -296,13 +296,14 @@ def test_one_trigger_serves_batches_and_single_videos() -> None:
     jobs = [{"id": "5", "kind": "batch", "size": 3}]
     classpath, kwargs = VideoFetchTrigger(jobs=jobs, deadline=1e10).serialize()
     assert classpath == "modelslab_provider.triggers.video.VideoFetchTrigger"
-    assert kwargs["jobs"][0]["id"] == "5" and "request_id" not in kwargs
+    assert kwargs["jobs"][0]["id"] == "5"
+    assert "request_id" not in kwargs
     # a batch task deferred under 'triggers.batch.BatchFetchTrigger' before an upgrade resumes after it
     module, _, name = "modelslab_provider.triggers.batch.BatchFetchTrigger".rpartition(".")
     old = getattr(importlib.import_module(module), name)
     assert old(**kwargs).serialize() == (classpath, kwargs)
     for wrong in ({}, {"request_id": "7", "jobs": jobs}):
-        with pytest.raises(ModelsLabConfigError, match="request_id .* or jobs"):
+        with pytest.raises(ModelsLabConfigError, match=r"request_id .* or jobs"):
             VideoFetchTrigger(**wrong)
 
 
