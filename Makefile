@@ -77,8 +77,12 @@ lint: $(call extra,dev) ## ruff (incl. logging-format rules), ruff format --chec
 	$(BIN)/pre-commit validate-config .pre-commit-config.yaml
 
 # tests/distributed is its own target (a whole deployment): see test-distributed
+# Integration tests run one at a time: each starts real Airflow components, and two stacks side by
+# side on two cores make Airflow itself race (an executor event arriving after the task was queued
+# again fails the try). The unit tests have no such components and run in two processes.
 test: lint $(call extra,test) $(call extra,ui) $(call extra,bench) ## lint, then the whole pytest suite (unit + integration; not tests/distributed)
-	$(PYTEST) --ignore=tests/distributed $(PYTEST_ARGS) tests
+	$(PYTEST) --ignore=tests/distributed --ignore=tests/unit $(PYTEST_ARGS) tests
+	$(PYTEST) -n 2 --dist loadfile $(PYTEST_ARGS) tests/unit
 
 # unit tests only: tests/unit minus anything marked integration (live Airflow components)
 test-fast: $(call extra,test) ## unit tests only (no Airflow DB, no network)
