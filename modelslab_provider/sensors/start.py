@@ -2,8 +2,13 @@
 
 No worker runs the sensor: the scheduler creates the trigger from ``start_trigger_args`` (the
 standard provider's ``DateTimeSensor`` does the same), and with ``end_from_trigger`` the trigger
-ends the task too. Airflow 3.3 renders the sensor's templated fields in the triggerer; 3.1 and 3.2
-start the trigger with the raw text, so templates are refused there at parse time.
+ends the task too. Airflow 3.3 renders the sensor's templated fields in the triggerer.
+
+Airflow 3.1 and 3.2 never start a task in the triggerer: their scheduler's code for it is
+commented out (``models/dagrun.py``, "TODO TaskSDK: This is disabled", apache/airflow#66307). There
+the sensor starts on a worker, which renders its templates, and defers at once: a deferrable
+sensor. A real run on 3.2.2 (``tests/integration/test_trigger_end_live.py``) ended every cell as on
+3.3, with the sensor queued for a worker.
 """
 
 from __future__ import annotations
@@ -43,12 +48,6 @@ def as_template(sensor: _Sensor, name: str, value: Any) -> Any:
 
 def _check_template(sensor: _Sensor, name: str, value: str) -> None:
     """Refuse templates the triggerer cannot render (they would hang the trigger until its timeout)."""
-    if not AIRFLOW_V_3_3_PLUS:
-        raise ValueError(
-            f"{sensor.task_id}: start_from_trigger=True with a templated {name} ({value!r}) needs "
-            "Airflow 3.3 or later: older triggerers start the trigger with the raw template text "
-            "(no task context to render it in). Pass a literal value, or use deferrable=True."
-        )
     if "xcom_pull" in value and "map_indexes" not in value:
         # Airflow 3.3.2's triggerer answers GetXCom but not the GetXComSequenceSlice request that
         # xcom_pull sends without map_indexes: the request goes unanswered and the trigger hangs
@@ -62,13 +61,15 @@ def _check_template(sensor: _Sensor, name: str, value: str) -> None:
 
 
 def configure(sensor: _Sensor) -> None:
-    """Check the sensor can start in the triggerer on this Airflow line; set ``start_trigger_args``."""
+    """Check the sensor can start in the triggerer (Airflow 3.3+); set ``start_trigger_args``."""
     from airflow.triggers.base import StartTriggerArgs
 
     from modelslab_provider.triggers.base import is_template
     from modelslab_provider.triggers.task_end import START_TIMEOUT_MARGIN, static_reason
 
-    for name in FIELDS:
+    sensor.deferrable = True  # whenever a worker runs it (3.1/3.2, a mapped sensor), it defers at once
+    # 3.1/3.2 ignore start_trigger_args (see the module's text): the worker renders the templates
+    for name in FIELDS if AIRFLOW_V_3_3_PLUS else ():
         value = as_template(sensor, name, getattr(sensor, name))
         if value is not getattr(sensor, name):
             setattr(sensor, name, value)
@@ -86,7 +87,6 @@ def configure(sensor: _Sensor) -> None:
             }
     timeout = float(sensor.timeout) + (START_TIMEOUT_MARGIN if end_task else 0.0)
     limit = f"timeout of {float(sensor.timeout):.0f} s"
-    sensor.deferrable = True  # should a worker ever run it (e.g. mapped), it defers at once
     sensor.start_trigger_args = dataclasses.replace(
         StartTriggerArgs(
             trigger_cls=CLASSPATH,

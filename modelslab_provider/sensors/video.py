@@ -34,6 +34,7 @@ from modelslab_provider.client.core import (
 from modelslab_provider.client.errors import ModelsLabError, ModelsLabTimeoutError, ModelsLabTransientError
 from modelslab_provider.client.policy import Action, PollPolicy, WaitTracker
 from modelslab_provider.events import error_message, failure, load_poll_policy, urls_from_event, wait_deadline
+from modelslab_provider.version_compat import AIRFLOW_V_3_3_PLUS, airflow_version
 
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
@@ -250,6 +251,12 @@ class VideoFetchSensor(BaseSensorOperator):
     def execute(self, context: Context) -> Any:
         if not self.deferrable:
             return super().execute(context)
+        if self.start_from_trigger and not AIRFLOW_V_3_3_PLUS:
+            self.log.info(
+                "start_from_trigger=True: Airflow %s starts every task on a worker (3.3 starts this "
+                "one in the triggerer); it defers at once",
+                ".".join(map(str, airflow_version())),
+            )
         started, started_wall = time.monotonic(), time.time()
         try:
             done, tracker = self._poke_once(context)
