@@ -7,8 +7,8 @@ ends the task too. Airflow 3.3 renders the sensor's templated fields in the trig
 Airflow 3.1 and 3.2 never start a task in the triggerer: their scheduler's code for it is
 commented out (``models/dagrun.py``, "TODO TaskSDK: This is disabled", apache/airflow#66307). There
 the sensor starts on a worker, which renders its templates, and defers at once: a deferrable
-sensor. A real run on 3.2.2 (``tests/integration/test_trigger_end_live.py``) ended every cell as on
-3.3, with the sensor queued for a worker.
+sensor. A real run on 3.2.2 (``tests/integration/test_trigger_end_live.py``) ended every task in the
+same state, on the same try, as on 3.3, with the sensor queued for a worker.
 """
 
 from __future__ import annotations

@@ -17,6 +17,7 @@ import random
 import time
 from typing import TYPE_CHECKING, Any
 
+from modelslab_provider.client.batch import BatchWait
 from modelslab_provider.client.core import (
     API_VERSIONS,
     DEFAULT_CONN_ID,
@@ -50,14 +51,15 @@ from modelslab_provider.triggers.batch_wait import (
 
 if TYPE_CHECKING:
     from modelslab_provider.client.aio import AsyncModelsLabClient
-    from modelslab_provider.client.batch import BatchWait
 
 CLASSPATH = "modelslab_provider.triggers.video.VideoFetchTrigger"
 #: the trigger's kwargs that are also fields of its :class:`WaitTracker`
 TRACKER_FIELDS = ("request_id", "started_at", "deadline", "eta", "limit")
+#: what a wait is tracked with: one request's :class:`WaitTracker`, or a job's :class:`BatchWait`
+JobTracker = WaitTracker | BatchWait
 
 
-class VideoFetchTrigger(ModelsLabTrigger["WaitTracker | BatchWait"]):
+class VideoFetchTrigger(ModelsLabTrigger[JobTracker]):
     """Poll ModelsLab until the job is over, then fire one event and return.
 
     Give ``request_id`` (one video) or ``jobs`` (a batch task's submissions), not both.
@@ -137,17 +139,17 @@ class VideoFetchTrigger(ModelsLabTrigger["WaitTracker | BatchWait"]):
     def event_ids(self) -> dict[str, Any]:
         return {} if self.jobs is not None else {"request_id": self.request_id}
 
-    def timeout_fields(self, tracker: WaitTracker | BatchWait) -> dict[str, Any]:
+    def timeout_fields(self, tracker: JobTracker) -> dict[str, Any]:
         # a batch's timeout carries what did finish, so a retry reuses it
         return {"finished": finished_entries(tracker)} if self.jobs is not None else {}  # type: ignore[arg-type]
 
-    def tracker(self) -> WaitTracker | BatchWait:
+    def tracker(self) -> JobTracker:
         if self.jobs is not None:
             return jobs_tracker(self)
         self._check()  # again: rendered templates are only known now
         return WaitTracker(**{name: getattr(self, name) for name in TRACKER_FIELDS}, poll=self.poll_policy)
 
-    async def poll(self, client: AsyncModelsLabClient, tracker: WaitTracker | BatchWait) -> dict[str, Any]:
+    async def poll(self, client: AsyncModelsLabClient, tracker: JobTracker) -> dict[str, Any]:
         if self.jobs is not None:
             return await poll_jobs(self, client, tracker)  # type: ignore[arg-type]
         return await self._poll_request(client, tracker)  # type: ignore[arg-type]
