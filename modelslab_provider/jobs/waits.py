@@ -94,43 +94,34 @@ def defer_wait(job: PaidJob) -> NoReturn:
     )
     from modelslab_provider.triggers.video import VideoFetchTrigger
 
+    # what every wait gives the one trigger; a job adds its request or its submissions
+    common: dict[str, Any] = {
+        "modelslab_conn_id": op.modelslab_conn_id,
+        "deadline": job.deadline,
+        "poll_policy": op._poll_policy().to_dict(),
+        "limit": job.limit,
+        "end_task": end_task,
+    }
     if job.spec.video:
         record = job.jobs[0]
-        op.log.info(
-            "Deferring: the triggerer waits for ModelsLab request %s until %s (%s)",
-            record["id"],
-            deadline_text,
-            job.limit,
-        )
+        what = f"ModelsLab request {record['id']}"
         trigger = VideoFetchTrigger(
             request_id=record["id"],
-            modelslab_conn_id=op.modelslab_conn_id,
             api_version=record.get("api_version") or "v6",
             fetch_url=record.get("fetch_url"),
             started_at=record.get("submitted_at"),
             eta=record.get("eta"),
-            deadline=job.deadline,
-            poll_policy=op._poll_policy().to_dict(),
-            limit=job.limit,
-            end_task=end_task,
+            **common,
         )
     else:
-        op.log.info(
-            "Deferring: the triggerer waits for %s until %s (%s)",
-            job.spec.size_text,
-            deadline_text,
-            job.limit,
-        )
+        what = job.spec.size_text
         trigger = VideoFetchTrigger(
             jobs=[dict(j) for j in job.jobs],
-            modelslab_conn_id=op.modelslab_conn_id,
             started_at=_started_at(job),
-            deadline=job.deadline,
-            poll_policy=op._poll_policy().to_dict(),
             finished={k: [e.to_dict() for e in v] for k, v in job.finished.items()},
-            limit=job.limit,
-            end_task=end_task,
+            **common,
         )
+    op.log.info("Deferring: the triggerer waits for %s until %s (%s)", what, deadline_text, job.limit)
     # the deadline lives in the trigger: it reports a timeout event instead of vanishing
     op.defer(trigger=trigger, method_name="execute_complete", timeout=None)
 

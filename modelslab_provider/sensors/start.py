@@ -68,13 +68,13 @@ def configure(sensor: _Sensor) -> None:
     from modelslab_provider.triggers.task_end import START_TIMEOUT_MARGIN, static_reason
 
     sensor.deferrable = True  # whenever a worker runs it (3.1/3.2, a mapped sensor), it defers at once
-    # 3.1/3.2 ignore start_trigger_args (see the module's text): the worker renders the templates
-    for name in FIELDS if AIRFLOW_V_3_3_PLUS else ():
-        value = as_template(sensor, name, getattr(sensor, name))
-        if value is not getattr(sensor, name):
-            setattr(sensor, name, value)
-        if is_template(value):
-            _check_template(sensor, name, value)
+    if AIRFLOW_V_3_3_PLUS:  # 3.1/3.2 ignore start_trigger_args (module text): a worker renders templates
+        for name in FIELDS:
+            value = as_template(sensor, name, getattr(sensor, name))
+            if value is not getattr(sensor, name):
+                setattr(sensor, name, value)
+            if is_template(value):
+                _check_template(sensor, name, value)
     end_task: dict[str, Any] | None = None
     if sensor.end_in_triggerer:
         reason = static_reason(sensor)

@@ -141,7 +141,7 @@ class VideoFetchTrigger(ModelsLabTrigger[JobTracker]):
 
     def timeout_fields(self, tracker: JobTracker) -> dict[str, Any]:
         # a batch's timeout carries what did finish, so a retry reuses it
-        return {"finished": finished_entries(tracker)} if self.jobs is not None else {}  # type: ignore[arg-type]
+        return {"finished": finished_entries(tracker)} if isinstance(tracker, BatchWait) else {}
 
     def tracker(self) -> JobTracker:
         if self.jobs is not None:
@@ -150,9 +150,9 @@ class VideoFetchTrigger(ModelsLabTrigger[JobTracker]):
         return WaitTracker(**{name: getattr(self, name) for name in TRACKER_FIELDS}, poll=self.poll_policy)
 
     async def poll(self, client: AsyncModelsLabClient, tracker: JobTracker) -> dict[str, Any]:
-        if self.jobs is not None:
-            return await poll_jobs(self, client, tracker)  # type: ignore[arg-type]
-        return await self._poll_request(client, tracker)  # type: ignore[arg-type]
+        if isinstance(tracker, BatchWait):
+            return await poll_jobs(self, client, tracker)
+        return await self._poll_request(client, tracker)
 
     async def _poll_request(self, client: AsyncModelsLabClient, tracker: WaitTracker) -> dict[str, Any]:
         # jittered like every later wait: triggers deferred together do not poll in one burst
