@@ -91,13 +91,20 @@ def assert_fired_once(dep: Deployment, job_ids: list[int]) -> None:
     trigger logs are no count: on 3.3.2 a trigger taken over by the other triggerer logs only its
     start into that file, and under load the "Trigger fired event" line is now and then missing.
     """
-    jobs = dep.sim.get("/_sim/jobs")
-    twice = {
-        j: jobs[str(j)]["fetches_after_terminal"] for j in job_ids if jobs[str(j)]["fetches_after_terminal"]
-    }
-    unfinished = [j for j in job_ids if jobs[str(j)]["status"] != "success"]
+    twice = fetched_after_done(dep, job_ids)
     assert not twice, f"jobs polled again after they were done (a trigger ran twice): {twice}"
+
+
+def fetched_after_done(dep: Deployment, job_ids: list[int]) -> dict[int, int]:
+    """Fetches of each job after the simulator served its terminal state (jobs with none left out).
+
+    Fails first if a job never finished: its trigger never saw it done.
+    """
+    jobs = dep.sim.get("/_sim/jobs")
+    unfinished = [j for j in job_ids if jobs[str(j)]["status"] != "success"]
     assert not unfinished, f"jobs whose trigger never saw them done: {unfinished}"
+    again = {j: int(jobs[str(j)]["fetches_after_terminal"]) for j in job_ids}
+    return {j: n for j, n in again.items() if n}
 
 
 def missed_heartbeats(dep: Deployment) -> dict[str, list[float]]:
@@ -126,11 +133,7 @@ def assert_fired_once_or_taken_over(dep: Deployment, job_ids: list[int], say: Sa
     fetch, never a second submit or a second end. So: at most one extra fetch per job, and none
     at all unless a triggerer logged a heartbeat gap past the threshold.
     """
-    jobs = dep.sim.get("/_sim/jobs")
-    again = {j: int(jobs[str(j)]["fetches_after_terminal"]) for j in job_ids}
-    again = {j: n for j, n in again.items() if n}
-    unfinished = [j for j in job_ids if jobs[str(j)]["status"] != "success"]
-    assert not unfinished, f"jobs whose trigger never saw them done: {unfinished}"
+    again = fetched_after_done(dep, job_ids)
     gaps = missed_heartbeats(dep)
     say(f"fetches after a job was done: {sum(again.values())} on {len(again)} jobs; heartbeat gaps {gaps}")
     assert all(n == 1 for n in again.values()), f"a job polled twice after it was done: {again}"
