@@ -108,8 +108,12 @@ with DAG(
     slow = ModelsLabTextToVideoOperator(
         task_id="slow", prompt="a slow cat [sim:duration=25]", deferrable=True, **FAST
     )
+    # Failing jobs take 6 s: a trigger that fires within a second or two of the deferral can beat
+    # the executor's event for the deferring run, and Airflow 3.3.2's scheduler then fails the try
+    # and retries it ("finished with state success, but the task instance's state attribute is
+    # queued"; docs/upstream.md, entry 4), which would hide whether our final failure is retried.
     fail_final = ModelsLabTextToVideoOperator(
-        task_id="fail_final", prompt="a doomed cat [sim:duration=3 outcome=failed]", deferrable=True, **FAST
+        task_id="fail_final", prompt="a doomed cat [sim:duration=6 outcome=failed]", deferrable=True, **FAST
     )
     timeout_retry = ModelsLabTextToVideoOperator(
         task_id="timeout_retry",
@@ -139,7 +143,7 @@ with DAG(
     batch_partial = ModelsLabVideoBatchOperator(
         task_id="batch_partial",
         model_id="wan2.2",
-        prompts=["a red bird", "a lost bird [sim:outcome=failed]", "a blue bird"],
+        prompts=["a red bird", "a lost bird [sim:duration=6 outcome=failed]", "a blue bird"],
         allow_partial_failure=True,
         deferrable=True,
         **FAST,
@@ -149,7 +153,7 @@ with DAG(
     ModelsLabVideoBatchOperator(
         task_id="batch_fail_final",
         model_id="wan2.2",
-        prompts=["a red fish", "a lost fish [sim:outcome=failed]", "a blue fish"],
+        prompts=["a red fish", "a lost fish [sim:duration=6 outcome=failed]", "a blue fish"],
         deferrable=True,
         **FAST,
     )
