@@ -251,6 +251,8 @@ class Deployment:
                 "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
                 **FAILOVER,
                 "PYTHONPATH": str(REPO),
+                # the tests read component logs while they run ("Heartbeat recovered...")
+                "PYTHONUNBUFFERED": "1",
                 "DIST_COMPONENT": component,
                 **self.extra_env,
             },

@@ -14,6 +14,7 @@ import threading
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -108,7 +109,7 @@ def fetched_after_done(dep: Deployment, job_ids: list[int]) -> dict[int, int]:
 
 
 def missed_heartbeats(dep: Deployment) -> dict[str, list[float]]:
-    """Per triggerer, each heartbeat gap at least as long as the health-check threshold.
+    """Per triggerer, each heartbeat gap at least as long as the health-check threshold (for the log).
 
     Airflow logs "Heartbeat recovered after N seconds" when a triggerer's main loop was held up;
     a gap past ``triggerer_health_check_threshold`` lets the other triggerer take its triggers.
@@ -122,23 +123,65 @@ def missed_heartbeats(dep: Deployment) -> dict[str, list[float]]:
     return gaps
 
 
-def assert_fired_once_or_taken_over(dep: Deployment, job_ids: list[int], say: Say) -> None:
-    """Each trigger fired once, unless Airflow moved it after its triggerer missed its heartbeat.
+@dataclass
+class TriggerRuns:
+    """How often one task instance's trigger was started, and by which triggerers.
+
+    Evidence from two places, so neither has to be complete: the watch's samples of
+    ``trigger.triggerer_id`` and the per-triggerer trigger log files Airflow writes beside the
+    task's log (``attempt=1.log.trigger.<triggerer job id>.log``, whose first line is the start).
+    """
+
+    triggerers: set[int]
+    starts: int
+    retries: int
+
+    @property
+    def extra_runs(self) -> int:
+        return max(len(self.triggerers), self.starts) - 1
+
+
+def trigger_runs(dep: Deployment, watch: TriggerWatch, task: tuple[str, int], request_id: int) -> TriggerRuns:
+    folder = dep.task_log_dir(watch.dag_id, watch.run_id, task[0], task[1])
+    ids, starts, retries = set(watch.seen.get(task, ())), 0, 0
+    for path in folder.glob("attempt=1.log.trigger.*.log"):
+        ids.add(int(path.name.rsplit(".", 2)[-2]))
+        text = path.read_text(errors="replace")
+        starts += len(re.findall(r"\(ID \d+\) starting", text))
+        # a fetch the client sent again after no answer (policy.retry_delay logs each one)
+        retries += len(re.findall(rf"ModelsLab call to \S*/fetch/{request_id}\b[^\n]*; retry \d+ of", text))
+    return TriggerRuns(ids, starts, retries)
+
+
+def assert_fired_once_or_taken_over(
+    dep: Deployment, watch: TriggerWatch, jobs_by_task: dict[tuple[str, int], int], say: Say
+) -> None:
+    """Each trigger polled its finished job no more than Airflow or the network made it.
 
     Airflow's contract (docs, "Deferrable operators": duplicates of a trigger may run) lets the
     other triggerer start a trigger again when the first one's heartbeat is older than the
     health-check threshold. The first task a triggerer ends holds its main loop up while Airflow
-    builds the in-process execution API (about 1.5 s idle, 15 s on a loaded 2-core machine;
-    docs/deployment.md). A trigger taken over then polls its finished job once more: a free
-    fetch, never a second submit or a second end. So: at most one extra fetch per job, and none
-    at all unless a triggerer logged a heartbeat gap past the threshold.
+    builds the in-process execution API (about 1.5 s idle, 15-24 s on a loaded 2-core machine;
+    docs/deployment.md), and the trigger that found its job ready waits there for its XCom write.
+    A trigger started again polls its finished job once more: a free fetch, never a second submit
+    or a second end. A fetch the client retried after no answer is the other free repeat. So,
+    per job: fetches after it was done <= the extra starts of its trigger + its logged retries.
     """
-    again = fetched_after_done(dep, job_ids)
-    gaps = missed_heartbeats(dep)
-    say(f"fetches after a job was done: {sum(again.values())} on {len(again)} jobs; heartbeat gaps {gaps}")
-    assert all(n == 1 for n in again.values()), f"a job polled twice after it was done: {again}"
-    assert not again or gaps, (
-        f"jobs polled again after they were done while both triggerers kept their heartbeat: {again}"
+    again = fetched_after_done(dep, list(jobs_by_task.values()))
+    runs = {task: trigger_runs(dep, watch, task, job) for task, job in jobs_by_task.items() if job in again}
+    explained = sorted((r.extra_runs, r.retries) for r in runs.values())
+    say(
+        f"fetches after a job was done: {sum(again.values())} on {len(again)} jobs; "
+        f"extra starts and retries of their triggers: {explained}; "
+        f"heartbeat gaps {missed_heartbeats(dep)}"
+    )
+    unexplained = {
+        task: (jobs_by_task[task], again[jobs_by_task[task]], run)
+        for task, run in runs.items()
+        if again[jobs_by_task[task]] > run.extra_runs + run.retries
+    }
+    assert not unexplained, (
+        f"jobs polled again after they were done, by a trigger that ran once: {unexplained}"
     )
 
 
@@ -244,8 +287,8 @@ def test_spread_over_two_triggerers(deployment: Deployment, say: Say) -> None:
     )
     fetches = fetch_counts(dep)
     per_job = Counter(fetches[j] for j in jobs.values())
-    # ready at the 3rd fetch; a 4th only where Airflow moved the trigger (checked below)
-    assert set(per_job) <= {3, 4}, per_job
+    # ready at the 3rd fetch; any fetch after that is accounted for job by job below
+    assert min(per_job) == 3, per_job
     # every task instance deferred, and both triggerers ran triggers
     assert set(watch.seen) == set(mapped), f"never seen deferred: {set(mapped) - set(watch.seen)}"
     names = triggerer_names(dep)
@@ -258,7 +301,9 @@ def test_spread_over_two_triggerers(deployment: Deployment, say: Say) -> None:
     # docs/waiting-modes.md "Ending in the triggerer": Airflow 3.3, no success callback, outlets,
     # lineage reader or listener here), so no worker resumed it; with end_from_trigger=False, or on
     # Airflow 3.1/3.2, this would be 2
-    assert_fired_once_or_taken_over(dep, list(jobs.values()), say)
+    by_task = {("generate", i): jobs[f"spread op {i} [sim:polls=3]"] for i in range(n)}
+    by_task |= {("wait", i): jobs[f"spread sensor {i} [sim:polls=3]"] for i in range(n)}
+    assert_fired_once_or_taken_over(dep, watch, by_task, say)
     for task_id, map_index in mapped:
         assert worker_runs(dep, "dist_spread", run_id, task_id, map_index, 1) == 1, (task_id, map_index)
 
