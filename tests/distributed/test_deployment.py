@@ -279,12 +279,10 @@ def test_spread_over_two_triggerers(deployment: Deployment, say: Say) -> None:
     mapped = {k: v for k, v in rows.items() if k[0] in ("generate", "wait")}
     assert len(mapped) == 2 * n, sorted(rows)
     assert all(v["state"] == "success" and v["try"] == 1 for v in rows.values()), rows
-    # one submit per map index (operators), and one per video the sensors wait for
-    jobs = assert_one_submit_each(
-        dep,
-        [f"spread op {i} [sim:polls=3]" for i in range(n)]
-        + [f"spread sensor {i} [sim:polls=3]" for i in range(n)],
-    )
+    # one submit per map index (operators), and one per video the sensors wait for (in map order)
+    prompt_of = {("generate", i): f"spread op {i} [sim:polls=3]" for i in range(n)}
+    prompt_of |= {("wait", i): f"spread sensor {i} [sim:polls=3]" for i in range(n)}
+    jobs = assert_one_submit_each(dep, list(prompt_of.values()))
     fetches = fetch_counts(dep)
     per_job = Counter(fetches[j] for j in jobs.values())
     # ready at the 3rd fetch; any fetch after that is accounted for job by job below
@@ -301,9 +299,7 @@ def test_spread_over_two_triggerers(deployment: Deployment, say: Say) -> None:
     # docs/waiting-modes.md "Ending in the triggerer": Airflow 3.3, no success callback, outlets,
     # lineage reader or listener here), so no worker resumed it; with end_from_trigger=False, or on
     # Airflow 3.1/3.2, this would be 2
-    by_task = {("generate", i): jobs[f"spread op {i} [sim:polls=3]"] for i in range(n)}
-    by_task |= {("wait", i): jobs[f"spread sensor {i} [sim:polls=3]"] for i in range(n)}
-    assert_fired_once_or_taken_over(dep, watch, by_task, say)
+    assert_fired_once_or_taken_over(dep, watch, {task: jobs[p] for task, p in prompt_of.items()}, say)
     for task_id, map_index in mapped:
         assert worker_runs(dep, "dist_spread", run_id, task_id, map_index, 1) == 1, (task_id, map_index)
 
