@@ -62,7 +62,7 @@ JobTracker = WaitTracker | BatchWait
 class VideoFetchTrigger(ModelsLabTrigger[JobTracker]):
     """Poll ModelsLab until the job is over, then fire one event and return.
 
-    Give ``request_id`` (one video) or ``jobs`` (a batch task's submissions), not both.
+    Give exactly one of ``request_id`` (one video) or ``jobs`` (a batch task's submissions).
 
     :param request_id: the ModelsLab request id (int or str; kept as a string).
     :param modelslab_conn_id: the Airflow connection with the API key; looked up asynchronously.
@@ -99,7 +99,9 @@ class VideoFetchTrigger(ModelsLabTrigger[JobTracker]):
     ) -> None:
         super().__init__(modelslab_conn_id, started_at, deadline, poll_policy, end_task)
         if (request_id is None) == (jobs is None):
-            raise ModelsLabConfigError("give request_id (one video) or jobs (a job's submissions), not both")
+            raise ModelsLabConfigError(
+                "give exactly one of request_id (one video) or jobs (a job's submissions)"
+            )
         self.limit = limit or None
         #: a job of many submissions (None: one request)
         self.jobs = None if jobs is None else check_jobs(jobs)
