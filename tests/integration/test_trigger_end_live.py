@@ -61,13 +61,16 @@ def test_waits_end_in_the_triggerer(tmp_path: Path, sim: Simulator) -> None:
         # a triggerer stopped mid-wait: the next one still ends ``slow`` exactly once
         af.wait_until("slow to defer", lambda: ti("slow")["state"] == "deferred", 180)
 
-        def slow_polls() -> int:
+        def slow_job() -> int | None:
             rows = af.query(
                 "SELECT value FROM xcom WHERE dag_id=? AND run_id=? AND task_id='slow' AND key='request_id'",
                 DAG_ID,
                 run_id,
             )
-            job = sim.state.jobs.get(int(json.loads(rows[0][0]))) if rows else None
+            return int(json.loads(rows[0][0])) if rows else None
+
+        def slow_polls() -> int:
+            job = sim.state.jobs.get(slow_job() or 0)
             return job.polls if job is not None else 0
 
         # the triggerer has polled the job (the worker's submit does not poll it)
@@ -78,6 +81,9 @@ def test_waits_end_in_the_triggerer(tmp_path: Path, sim: Simulator) -> None:
         polls_before_kill = slow_polls()
         time.sleep(2)
         af.start("triggerer")
+        # the new triggerer takes the wait over (it polls the job again); then the video is done
+        af.wait_until("the new triggerer to poll for slow", lambda: slow_polls() > polls_before_kill, 180)
+        assert sim.complete(slow_job())
 
         state = af.wait_until(
             "the DAG run to finish",
@@ -180,9 +186,6 @@ def test_waits_end_in_the_triggerer(tmp_path: Path, sim: Simulator) -> None:
         assert "ModelsLab video ready" in logs["gen_worker"]  # the worker's own completion line
         assert "ModelsLab video ready" not in logs["gen_trigger"]
         assert logs["slow"].count("Ended the task in the triggerer: success") == 1
-        # the new triggerer took the wait over: it polled the job again. (Not counted from the
-        # per-triggerer trigger log files: the killed triggerer may not have written its file.)
-        assert slow_polls() > polls_before_kill, (polls_before_kill, slow_polls())
         assert "Skipping (soft_fail/never_fail)" in logs["soft_fail"]
         assert "Skipping (soft_fail/never_fail)" in logs["soft_timeout"]
         assert "Ended the task in the triggerer: failed" in logs["timeout_retry"]

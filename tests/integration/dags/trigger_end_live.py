@@ -99,21 +99,24 @@ with DAG(
     )
     gen_worker = ModelsLabTextToVideoOperator(
         task_id="gen_worker",
-        prompt="a cat [sim:duration=4]",
+        prompt="a cat [sim:polls=6]",
         deferrable=True,
         end_from_trigger=False,
         **FAST,
     )
-    # the test stops the triggerer while this one waits, then starts a new one
+    # the test stops the triggerer while this one waits, starts a new one, and only then lets the
+    # video finish (sim.complete): how long the triggerers take to start does not matter
     slow = ModelsLabTextToVideoOperator(
-        task_id="slow", prompt="a slow cat [sim:duration=25]", deferrable=True, **FAST
+        task_id="slow", prompt="a slow cat [sim:outcome=never]", deferrable=True, **FAST
     )
-    # Failing jobs take 6 s: a trigger that fires within a second or two of the deferral can beat
-    # the executor's event for the deferring run, and Airflow 3.3.2's scheduler then fails the try
-    # and retries it ("finished with state success, but the task instance's state attribute is
+    # Tasks that resume on a worker end at their trigger's 6th-8th poll (at least 3 s after it
+    # started), not after a time from the submit, which a loaded machine can use up before the
+    # deferral: a trigger that fires within a second or two of the deferral can beat the
+    # executor's event for the deferring run, and Airflow 3.3.2's scheduler then fails the try and
+    # retries it ("finished with state success, but the task instance's state attribute is
     # queued"; docs/upstream.md, entry 4), which would hide whether our final failure is retried.
     fail_final = ModelsLabTextToVideoOperator(
-        task_id="fail_final", prompt="a doomed cat [sim:duration=6 outcome=failed]", deferrable=True, **FAST
+        task_id="fail_final", prompt="a doomed cat [sim:polls=8 outcome=failed]", deferrable=True, **FAST
     )
     timeout_retry = ModelsLabTextToVideoOperator(
         task_id="timeout_retry",
@@ -133,7 +136,7 @@ with DAG(
     batch_worker = ModelsLabVideoBatchOperator(
         task_id="batch_worker",
         model_id="wan2.2",
-        prompts=["a red kite", "a green kite", "a blue kite"],
+        prompts=["a red kite", "a green kite [sim:polls=6]", "a blue kite"],
         deferrable=True,
         end_from_trigger=False,
         **FAST,
@@ -153,7 +156,7 @@ with DAG(
     ModelsLabVideoBatchOperator(
         task_id="batch_fail_final",
         model_id="wan2.2",
-        prompts=["a red fish", "a lost fish [sim:duration=6 outcome=failed]", "a blue fish"],
+        prompts=["a red fish", "a lost fish [sim:polls=8 outcome=failed]", "a blue fish"],
         deferrable=True,
         **FAST,
     )
@@ -174,7 +177,8 @@ with DAG(
         timeout=120,
         poll_policy=SENSOR_POLLS,
     )
-    submit.override(task_id="submit_later")("duration=15") >> sensor_deferred
+    # ready at its 3rd fetch: the worker's first poke (if any) finds it running, so it defers
+    submit.override(task_id="submit_later")("polls=3") >> sensor_deferred
     failed_id = submit.override(task_id="submit_failed")("duration=6 outcome=failed")
     VideoFetchSensor(
         task_id="soft_fail",
