@@ -8,6 +8,7 @@ before ``wait`` ends shows that no worker slot was held during the wait.
 
 from __future__ import annotations
 
+import json
 import shutil
 import time
 from collections.abc import Iterator
@@ -53,7 +54,8 @@ def ts(value: str | None) -> float:
 def test_deferred_sensor_holds_no_worker_slot(live_airflow: AirflowComponents, sim: Simulator) -> None:
     af = live_airflow
     af.wait_until("the DAG to be parsed", lambda: af.query("SELECT 1 FROM dag WHERE dag_id=?", DAG_ID), 90)
-    triggered = af.airflow("dags", "trigger", DAG_ID, "-c", '{"scenario": "duration=20"}')
+    # the video finishes only when the test says so (below): how fast Airflow runs does not matter
+    triggered = af.airflow("dags", "trigger", DAG_ID, "-c", '{"scenario": "outcome=never"}')
     assert triggered.returncode == 0, triggered.stdout + triggered.stderr
     run_id = af.wait_until(
         "the DAG run", lambda: af.query("SELECT run_id FROM dag_run WHERE dag_id=?", DAG_ID), 30
@@ -75,6 +77,16 @@ def test_deferred_sensor_holds_no_worker_slot(live_airflow: AirflowComponents, s
     assert trigger_rows, "a deferred task instance points at its trigger row"
     assert trigger_rows[0][0] == CLASSPATH
     assert CANARY_KEY not in str(trigger_rows[0][1])
+
+    # the single worker slot runs ``meanwhile`` while the sensor waits; then the video is done
+    af.wait_until("meanwhile to run during the wait", lambda: ti("meanwhile")[0] == "success", 150)
+    assert ti("wait")[0] == "deferred"
+    submitted = af.query(
+        "SELECT value FROM xcom WHERE dag_id=? AND run_id=? AND task_id='submit' AND key='return_value'",
+        DAG_ID,
+        run_id,
+    )
+    assert sim.complete(json.loads(submitted[0][0]))
 
     finished = af.wait_until(
         "the DAG run to finish",
