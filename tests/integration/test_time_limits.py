@@ -47,7 +47,8 @@ def test_execution_timeout_ends_a_deferred_wait(sim: Simulator, airflow_home: Pa
     # each wait names the limit it hit (default timeout: 3600 s for the operator, 7 days for the sensor)
     assert len(re.findall(r"when the task's execution_timeout of 20 s ran out", result.output)) >= 2
     # each wait ended at execution_timeout plus about one poll, counted from the job's submission
-    # (``dags test`` may spend many seconds starting its first task, before execute runs)
+    # (``dags test`` may spend many seconds starting its first task, before execute runs; and the
+    # limit counts from execute, so a submit slowed by a loaded machine shortens what is counted)
     waited = [
         int(n)
         for n in re.findall(
@@ -55,7 +56,7 @@ def test_execution_timeout_ends_a_deferred_wait(sim: Simulator, airflow_home: Pa
         )
     ]
     assert waited, result.output[-3000:]
-    assert all(EXECUTION_TIMEOUT - 2 <= n <= EXECUTION_TIMEOUT + POLL + 2 for n in waited), waited
+    assert all(EXECUTION_TIMEOUT - 5 <= n <= EXECUTION_TIMEOUT + POLL + 2 for n in waited), waited
     # the sensor is not the first task, so its DB duration is its real duration
     assert result.run_id is not None
     durations = _durations(airflow_home, "time_limits", result.run_id)
