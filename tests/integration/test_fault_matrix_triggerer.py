@@ -135,6 +135,9 @@ def test_triggerer_restart(dag_id: str, sim: Simulator, airflow_home: Path, tmp_
         assert finished[0][0] == "success", f"{states}\n{af.logs_tail()}"
         assert not af.query("SELECT 1 FROM trigger"), "every trigger row is gone after its one event"
 
+    triggerer_logs = (home / "triggerer-1.log").read_text(errors="replace") + (
+        home / "triggerer.log"
+    ).read_text(errors="replace")
     assert triggerer_before
     assert triggerer_after
     assert set(triggerer_before).isdisjoint(triggerer_after), (triggerer_before, triggerer_after)
@@ -163,7 +166,11 @@ def test_triggerer_restart(dag_id: str, sim: Simulator, airflow_home: Path, tmp_
         assert all(any(m in text for m in spec.message_for(column)) for text in logs.values()), logs
         done = re.compile(r"All .* finished after \d+ rounds" if batch else f"request {job} is ready")
         ready = [name for name, text in logs.items() for _ in done.findall(text)]
-        assert len(ready) == 1, logs
+        # a trigger's last lines can reach the supervisor after it closed the trigger's file;
+        # Airflow then writes them to the triggerer's own log (without the task's name)
+        spilled = len(done.findall(triggerer_logs))
+        assert len(ready) <= 1, logs
+        assert len(ready) + spilled >= 1, logs
         assert CANARY_KEY not in "".join(logs.values())
 
 
