@@ -1,8 +1,10 @@
 """A deferrable sensor whose trigger is stalled past the deadline ends as poke mode would.
 
 Real scheduler, triggerer, dag-processor and LocalExecutor (``dags/sensor_stalled.py``). The
-triggerer is stopped (SIGSTOP) before the run starts, so no trigger event can come: the
-scheduler's deferral timeout (given ``deferral_grace`` after the trigger's deadline) ends the wait.
+triggerer is shut down before the run starts, so no trigger runs and no trigger event can come,
+however slowly the machine runs the sensors: the scheduler's deferral timeout (given
+``deferral_grace`` after the trigger's deadline) ends the wait. (Freezing the triggerer with
+SIGSTOP instead can leave it holding SQLite's write lock, which then kills the other components.)
 ``strict`` fails as a sensor timeout, without using its retry; ``soft`` (``soft_fail``) is skipped.
 """
 
@@ -39,8 +41,6 @@ def live_airflow(tmp_path: Path, sim: Simulator) -> Iterator[AirflowComponents]:
         components.start("api-server", "dag-processor", "scheduler", "triggerer")
         yield components
     finally:
-        if "triggerer" in components.procs:
-            _signal_group(components.procs["triggerer"], signal.SIGCONT)
         components.stop()
 
 
@@ -57,9 +57,9 @@ def test_a_stalled_trigger_ends_as_a_sensor_timeout_or_a_soft_fail_skip(
 ) -> None:
     af = live_airflow
     af.wait_until("the DAG to be parsed", lambda: af.query("SELECT 1 FROM dag WHERE dag_id=?", DAG_ID), 90)
-    # the trigger is stalled from the start: whenever the sensors defer, no trigger event can come
-    # before the scheduler's deferral timeout, however slowly the machine runs them
-    _signal_group(af.procs["triggerer"], signal.SIGSTOP)
+    triggerer = af.procs.pop("triggerer")  # no trigger runs from here on
+    _signal_group(triggerer, signal.SIGTERM)
+    triggerer.wait(timeout=60)
     triggered = af.airflow("dags", "trigger", DAG_ID)
     assert triggered.returncode == 0, triggered.stdout + triggered.stderr
     run_id = af.wait_until(
@@ -75,17 +75,14 @@ def test_a_stalled_trigger_ends_as_a_sensor_timeout_or_a_soft_fail_skip(
         )
         return rows[0] if rows else (None, None)
 
-    try:
-        af.wait_until(
-            "both sensors to end",
-            lambda: (
-                ti("strict")[0] in ("failed", "up_for_retry", "success")
-                and ti("soft")[0] in ("skipped", "failed", "up_for_retry", "success")
-            ),
-            120,
-        )
-    finally:
-        _signal_group(af.procs["triggerer"], signal.SIGCONT)
+    af.wait_until(
+        "both sensors to end",
+        lambda: (
+            ti("strict")[0] in ("failed", "up_for_retry", "success")
+            and ti("soft")[0] in ("skipped", "failed", "up_for_retry", "success")
+        ),
+        120,
+    )
     assert ti("strict") == ("failed", 1), f"{ti('strict')}\n{af.logs_tail()}"  # a sensor timeout: no retry
     assert ti("soft")[0] == "skipped"
     strict_log = _task_log(af.home, "strict")
