@@ -215,8 +215,9 @@ class AirflowComponents:
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
 
     def start(self, *names: str) -> None:
+        """Start components; one started again (a restart) appends to its earlier process's log."""
         for name in names:
-            log = open(self.home / f"{name}.log", "wb")  # noqa: SIM115  (closed with the process)
+            log = open(self.home / f"{name}.log", "ab")  # noqa: SIM115  (closed with the process)
             self.procs[name] = subprocess.Popen(
                 [AIRFLOW, *COMPONENTS[name]],
                 env=self.env,
